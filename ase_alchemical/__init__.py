@@ -1,0 +1,21 @@
+"""ase-alchemical: alchemical-compression SOAP kernels for ASE.
+
+The public API is small: :class:`AlchemicalKRR` (fit / predict / save),
+:func:`load_model`, and the submodules :mod:`~ase_alchemical.datasets`,
+:mod:`~ase_alchemical.features`, :mod:`~ase_alchemical.compression` and
+:mod:`~ase_alchemical.kernels` for those who want the parts.
+"""
+
+__version__ = "0.1.0"
+
+from .compression import AlchemicalCompression, UnknownElementError  # noqa: E402
+from .model import AlchemicalKRR, ModelFileError, load_model  # noqa: E402
+
+__all__ = [
+    "AlchemicalCompression",
+    "AlchemicalKRR",
+    "ModelFileError",
+    "UnknownElementError",
+    "__version__",
+    "load_model",
+]

@@ -1,0 +1,191 @@
+"""Compression: the species-mixing matrix U and the compressed SOAP power spectrum.
+
+Each element a is expanded on d_J pseudo-elements, ``|a> = sum_J U[a, J] |J>``, so the
+expansion coefficients become ``c[J, n, l, m] = sum_a U[a, J] c[a, n, l, m]`` and the
+power spectrum, summed over the atoms of a structure, is
+
+    P[J, J', l, n, n'] = sum_{a, b} U[a, J] U[b, J'] rho[a, b, l, n, n']
+
+(:mod:`ase_alchemical.features` computes rho). Each unordered pair J <= J' is kept once,
+J < J' scaled by sqrt(2), so that dot products of compressed features equal those of the
+full (J, J') tensors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from ase.data import chemical_symbols, covalent_radii
+
+from .features import PairSpectrum
+
+__all__ = [
+    "AlchemicalCompression",
+    "UnknownElementError",
+    "element_properties",
+    "element_init",
+]
+
+# Pauling electronegativities, Z = 1..86. Noble gases without a Pauling value (He, Ne,
+# Ar, Rn) take Allen's values, so every element the data can hold has one.
+_PAULING = [
+    2.20, 4.16, 0.98, 1.57, 2.04, 2.55, 3.04, 3.44, 3.98, 4.79,  # H..Ne
+    0.93, 1.31, 1.61, 1.90, 2.19, 2.58, 3.16, 3.24, 0.82, 1.00,  # Na..Ca
+    1.36, 1.54, 1.63, 1.66, 1.55, 1.83, 1.88, 1.91, 1.90, 1.65,  # Sc..Zn
+    1.81, 2.01, 2.18, 2.55, 2.96, 3.00, 0.82, 0.95, 1.22, 1.33,  # Ga..Zr
+    1.60, 2.16, 1.90, 2.20, 2.28, 2.20, 1.93, 1.69, 1.78, 1.96,  # Nb..Sn
+    2.05, 2.10, 2.66, 2.60, 0.79, 0.89, 1.10, 1.12, 1.13, 1.14,  # Sb..Nd
+    1.13, 1.17, 1.20, 1.20, 1.10, 1.22, 1.23, 1.24, 1.25, 1.10,  # Pm..Yb
+    1.27, 1.30, 1.50, 2.36, 1.90, 2.20, 2.20, 2.28, 2.54, 2.00,  # Lu..Hg
+    1.62, 1.87, 2.02, 2.00, 2.20, 2.60,  # Tl..Rn
+]  # fmt: skip
+
+
+class UnknownElementError(ValueError):
+    """A structure holds an element the model was not trained on."""
+
+
+def element_properties(numbers: Sequence[int]) -> np.ndarray:
+    """(n, 2) array of Pauling electronegativity and covalent radius (Å) per element."""
+    out = []
+    for z in numbers:
+        if not 1 <= z <= len(_PAULING):
+            raise ValueError(f"no electronegativity tabulated for Z={z}")
+        out.append((_PAULING[z - 1], covalent_radii[z]))
+    return np.asarray(out, dtype=float)
+
+
+def element_init(numbers: Sequence[int], d_j: int, width: float = 1.0) -> np.ndarray:
+    """Initial U from element properties (kernel PCA), as in Willatt et al. 2018.
+
+    Elements are points (electronegativity, covalent radius), each standardised; the top
+    d_J eigenvectors of their Gaussian similarity ``exp(-|x_a - x_b|^2 / (2 width^2))``,
+    scaled by the square roots of the eigenvalues, are the rows of U (so that
+    ``U U^T`` approximates the similarity). The similarity is not centred: its leading
+    eigenvector is then all-positive, so no element starts with a zero row.
+    """
+    props = element_properties(numbers)
+    std = props.std(axis=0)
+    x = (props - props.mean(axis=0)) / np.where(std > 0, std, 1.0)
+    d2 = ((x[:, None, :] - x[None, :, :]) ** 2).sum(-1)
+    evals, evecs = np.linalg.eigh(np.exp(-d2 / (2 * width**2)))
+    order = np.argsort(evals)[::-1][:d_j]
+    u = evecs[:, order] * np.sqrt(np.clip(evals[order], 1e-12, None))
+    if u.shape[1] < d_j:  # fewer elements than pseudo-elements
+        u = np.concatenate([u, np.zeros((len(numbers), d_j - u.shape[1]))], axis=1)
+    return u
+
+
+class AlchemicalCompression(torch.nn.Module):
+    """Learnable species compression ``U`` (n_species x d_J) and the power spectrum.
+
+    Parameters
+    ----------
+    species
+        Atomic numbers the compression knows, in the row order of U.
+    d_j
+        Number of pseudo-elements. With ``init="identity"`` it must equal
+        ``len(species)`` (plain multi-species SOAP).
+    init
+        ``"elements"`` (kernel PCA of electronegativity and radius), ``"random"``
+        (seeded Gaussian), ``"identity"``, or an explicit (n_species, d_J) array.
+    seed
+        Seed of the random initialisation.
+    """
+
+    def __init__(
+        self,
+        species: Sequence[int],
+        d_j: int,
+        init: str | np.ndarray | torch.Tensor = "elements",
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        species = [int(z) for z in species]
+        if len(set(species)) != len(species) or any(z <= 0 for z in species):
+            raise ValueError(f"species must be distinct positive atomic numbers, got {species}")
+        if d_j < 1:
+            raise ValueError(f"d_j must be >= 1, got {d_j}")
+        n = len(species)
+        if isinstance(init, str):
+            if init == "elements":
+                u = element_init(species, d_j)
+            elif init == "random":
+                u = np.random.default_rng(seed).normal(size=(n, d_j)) / np.sqrt(n)
+            elif init == "identity":
+                if d_j != n:
+                    raise ValueError(f"init='identity' needs d_j = n_species = {n}, got {d_j}")
+                u = np.eye(n)
+            else:
+                raise ValueError(
+                    f"unknown init {init!r}: use 'elements', 'random', 'identity' or an array"
+                )
+        else:
+            u = np.asarray(torch.as_tensor(init).detach().cpu().numpy(), dtype=float)
+            if u.shape != (n, d_j):
+                raise ValueError(f"init array has shape {u.shape}, expected {(n, d_j)}")
+        self.species = species
+        self.d_j = int(d_j)
+        self.U = torch.nn.Parameter(torch.as_tensor(u, dtype=torch.float64))
+        # atomic number -> row of U; row n is the zero row used for padding
+        lookup = torch.full((max(species) + 1,), -1, dtype=torch.long)
+        lookup[torch.tensor(species)] = torch.arange(n)
+        self.register_buffer("_lookup", lookup, persistent=False)
+        iu = torch.triu_indices(d_j, d_j)
+        self.register_buffer("_pair_i", iu[0], persistent=False)
+        self.register_buffer("_pair_j", iu[1], persistent=False)
+        weight = torch.where(iu[0] == iu[1], 1.0, np.sqrt(2.0)).to(torch.float64)
+        self.register_buffer("_pair_weight", weight, persistent=False)
+
+    @property
+    def symbols(self) -> list[str]:
+        """Element symbols of the rows of U."""
+        return [chemical_symbols[z] for z in self.species]
+
+    def n_features(self, lmax1: int, n_radial: int) -> int:
+        """Length of the compressed feature vector."""
+        return self.d_j * (self.d_j + 1) // 2 * lmax1 * n_radial**2
+
+    def rows(self, numbers: torch.Tensor) -> torch.Tensor:
+        """Map atomic numbers (0 = padding) to rows of U; padding maps to the zero row.
+
+        Raises
+        ------
+        UnknownElementError
+            If a number is not in :attr:`species`.
+        """
+        numbers = numbers.to(self._lookup.device)
+        n = len(self.species)
+        known = torch.zeros_like(numbers, dtype=torch.bool)
+        inside = (numbers > 0) & (numbers < self._lookup.numel())
+        known[inside] = self._lookup[numbers[inside]] >= 0
+        unknown = (numbers > 0) & ~known
+        if bool(unknown.any()):
+            bad = sorted(
+                {
+                    chemical_symbols[int(z)] if int(z) < len(chemical_symbols) else str(int(z))
+                    for z in numbers[unknown]
+                }
+            )
+            raise UnknownElementError(
+                f"element(s) {', '.join(bad)} unknown to this model; it knows "
+                f"{len(self.species)}: {' '.join(self.symbols)}"
+            )
+        rows = torch.full_like(numbers, n)
+        rows[known] = self._lookup[numbers[known]]
+        return rows
+
+    def forward(self, spectrum: PairSpectrum) -> torch.Tensor:
+        """Compressed power spectrum summed over atoms, shape (S, n_features)."""
+        u = self.U
+        u_pad = torch.cat([u, u.new_zeros((1, u.shape[1]))])
+        u_s = u_pad[self.rows(spectrum.numbers)]  # (S, K, d_J)
+        s, k = u_s.shape[:2]
+        # mixing weights of every local species pair (a, b) into every pair J <= J':
+        # one batched matmul then reads rho once (5x faster than chained einsums)
+        mix = u_s[:, :, None, self._pair_i] * u_s[:, None, :, self._pair_j]
+        mix = mix * self._pair_weight.to(u.dtype)
+        rho = spectrum.values.to(u.dtype).reshape(s, k * k, -1)
+        return torch.bmm(mix.reshape(s, k * k, -1).transpose(1, 2), rho).reshape(s, -1)

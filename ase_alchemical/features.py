@@ -1,0 +1,300 @@
+"""Features: featomic's spherical expansion, reduced to per-structure species-pair spectra.
+
+For every structure we need, for any compression U, the compressed power spectrum summed
+over atoms::
+
+    P[J, J', n, n', l] = sum_i sum_m c_i[J, n, l, m] c_i[J', n', l, m]
+                       = sum_{a, b} U[a, J] U[b, J'] rho[a, b, l, n, n']
+
+with the *species-pair spectrum*
+
+    rho[a, b, l, n, n'] = sum_i sum_m c_i[a, n, l, m] c_i[b, n', l, m]
+
+(a, b = neighbour species present in the structure). ``rho`` does not depend on U, so it
+is computed once with featomic and every optimization step is a small tensor contraction
+(:mod:`ase_alchemical.compression`), never a featomic call. Only the species *present in
+each structure* are stored (at most 4 for an elpasolite), padded to a common count K.
+
+To keep featomic fast, each structure's elements are relabelled to local types 1..K
+before the call: featomic's blocks are dense over the (center, neighbour) types of the
+whole batch, so with 39 real elements a batch would be mostly zeros; with local types it
+is dense. The expansion has no per-element parameters, so the result is unchanged.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from ase import Atoms
+
+__all__ = [
+    "DEFAULT_HYPERS",
+    "PairSpectrum",
+    "check_structure",
+    "compute_pair_spectrum",
+    "make_hypers",
+]
+
+#: Default spherical-expansion hypers (featomic >= 0.6 format). ``max_radial`` is the
+#: largest radial index (max_radial + 1 functions). Chosen by a small study on the
+#: optimization set (see README, "Feature hypers").
+DEFAULT_HYPERS: dict = {
+    "cutoff": {"radius": 5.0, "smoothing": {"type": "ShiftedCosine", "width": 0.5}},
+    "density": {"type": "Gaussian", "width": 0.3},
+    "basis": {
+        "type": "TensorProduct",
+        "max_angular": 4,
+        "radial": {"type": "Gto", "max_radial": 5},
+    },
+}
+
+
+def make_hypers(
+    cutoff: float = 5.0,
+    max_radial: int = 5,
+    max_angular: int = 4,
+    density_width: float = 0.3,
+    smoothing_width: float = 0.5,
+    scaling: dict | None = None,
+) -> dict:
+    """Spherical-expansion hypers as a plain featomic dict.
+
+    Parameters
+    ----------
+    cutoff
+        Cutoff radius in Å.
+    max_radial
+        Largest radial index of the GTO basis (``max_radial + 1`` functions).
+    max_angular
+        Largest angular momentum l.
+    density_width
+        Width of the Gaussian atom density in Å.
+    smoothing_width
+        Width of the shifted-cosine cutoff smoothing in Å.
+    scaling
+        Optional featomic density ``scaling`` dict (radial scaling).
+    """
+    hypers = copy.deepcopy(DEFAULT_HYPERS)
+    hypers["cutoff"]["radius"] = float(cutoff)
+    hypers["cutoff"]["smoothing"]["width"] = float(smoothing_width)
+    hypers["density"]["width"] = float(density_width)
+    hypers["basis"]["max_angular"] = int(max_angular)
+    hypers["basis"]["radial"]["max_radial"] = int(max_radial)
+    if scaling is not None:
+        hypers["density"]["scaling"] = dict(scaling)
+    return hypers
+
+
+def _basis_shape(hypers: dict) -> tuple[int, int]:
+    """(number of l channels, number of radial functions) of the hypers."""
+    try:
+        return (
+            int(hypers["basis"]["max_angular"]) + 1,
+            int(hypers["basis"]["radial"]["max_radial"]) + 1,
+        )
+    except (KeyError, TypeError) as e:
+        raise ValueError(
+            "hypers must be featomic SphericalExpansion hypers with "
+            "basis.max_angular and basis.radial.max_radial; got "
+            f"{json.dumps(hypers)[:200]}"
+        ) from e
+
+
+@dataclass
+class PairSpectrum:
+    """Species-pair power spectra of a set of structures, summed over their atoms.
+
+    Attributes
+    ----------
+    values
+        ``(S, K, K, L, N, N)``: ``rho[s, a, b, l, n, n']`` for the K local species of
+        each structure (padding entries are zero).
+    numbers
+        ``(S, K)`` atomic number of each local species, 0 for padding.
+    n_atoms
+        ``(S,)`` number of atoms of each structure.
+    """
+
+    values: torch.Tensor
+    numbers: torch.Tensor
+    n_atoms: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.values.shape[0])
+
+    def __getitem__(self, index) -> PairSpectrum:
+        """Select structures (int tensor, slice or list of indices)."""
+        if isinstance(index, (list, np.ndarray)):
+            index = torch.as_tensor(index, dtype=torch.long)
+        return PairSpectrum(self.values[index], self.numbers[index], self.n_atoms[index])
+
+    def to(self, device=None, dtype=None) -> PairSpectrum:
+        """Copy to a device and/or floating dtype."""
+        return PairSpectrum(
+            self.values.to(device=device, dtype=dtype),
+            self.numbers.to(device=device),
+            self.n_atoms.to(device=device),
+        )
+
+    @staticmethod
+    def concatenate(parts: Sequence[PairSpectrum]) -> PairSpectrum:
+        """Join spectra computed in batches, padding to the largest K."""
+        k = max(p.values.shape[1] for p in parts)
+        values, numbers = [], []
+        for p in parts:
+            pad = k - p.values.shape[1]
+            v, z = p.values, p.numbers
+            if pad:
+                v = torch.nn.functional.pad(v, (0, 0, 0, 0, 0, 0, 0, pad, 0, pad))
+                z = torch.nn.functional.pad(z, (0, pad))
+            values.append(v)
+            numbers.append(z)
+        return PairSpectrum(
+            torch.cat(values), torch.cat(numbers), torch.cat([p.n_atoms for p in parts])
+        )
+
+
+def check_structure(atoms: Atoms, index: int | None = None) -> None:
+    """Raise a specific ``ValueError`` for a structure features cannot be computed on.
+
+    Checks: not an ``ase.Atoms``, no atoms, non-finite positions, a periodic direction
+    with a zero-length cell vector, a degenerate (zero-volume) fully periodic cell.
+    """
+    where = "structure" if index is None else f"structure {index}"
+    if not isinstance(atoms, Atoms):
+        raise TypeError(f"{where} is a {type(atoms).__name__}, expected ase.Atoms")
+    if len(atoms) == 0:
+        raise ValueError(f"{where} is empty (no atoms)")
+    if not np.all(np.isfinite(atoms.positions)):
+        raise ValueError(f"{where} ({atoms.get_chemical_formula()}) has NaN or inf positions")
+    if np.any(atoms.pbc):
+        lengths = np.linalg.norm(atoms.cell.array, axis=1)
+        if not np.all(np.isfinite(atoms.cell.array)):
+            raise ValueError(f"{where} has a non-finite cell")
+        if np.any(lengths[atoms.pbc] < 1e-8):
+            raise ValueError(
+                f"{where} is periodic along an axis whose cell vector is zero: "
+                f"pbc={atoms.pbc.tolist()}, cell lengths={lengths.round(6).tolist()}"
+            )
+        if np.all(atoms.pbc) and abs(np.linalg.det(atoms.cell.array)) < 1e-6:
+            raise ValueError(f"{where} has a degenerate (zero-volume) cell")
+
+
+def _local_types(numbers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted unique atomic numbers and each atom's local type (1-based)."""
+    unique = np.unique(numbers)
+    return unique, np.searchsorted(unique, numbers) + 1
+
+
+def _pair_spectrum_from_tensormap(
+    tensormap,
+    atom_offset: torch.Tensor,
+    n_rows: int,
+    n_systems: int,
+    k: int,
+    lmax1: int,
+    n_radial: int,
+    dtype: torch.dtype,
+) -> torch.Tensor:
+    """Reduce a featomic spherical-expansion TensorMap to rho (S, K, K, L, N, N).
+
+    Works for featomic (numpy) and featomic.torch (torch, differentiable) outputs.
+    """
+    keys = torch.as_tensor(np.asarray(tensormap.keys.values)).tolist()
+    names = list(tensormap.keys.names)
+    i_l, i_nb = names.index("o3_lambda"), names.index("neighbor_type")
+    per_l = []
+    for lam in range(lmax1):
+        dense = None
+        for key_index, key in enumerate(keys):
+            if key[i_l] != lam:
+                continue
+            block = tensormap.block(key_index)
+            values = torch.as_tensor(block.values).to(dtype)
+            samples = torch.as_tensor(np.asarray(block.samples.values)).to(torch.long)
+            rows = atom_offset[samples[:, 0]] + samples[:, 1]
+            if dense is None:
+                dense = values.new_zeros((n_rows, k, 2 * lam + 1, n_radial))
+            dense = dense.index_put((rows, torch.full_like(rows, key[i_nb] - 1)), values)
+        if dense is None:
+            dense = torch.zeros((n_rows, k, 2 * lam + 1, n_radial), dtype=dtype)
+        per_l.append(dense)
+    system_of_row = torch.repeat_interleave(
+        torch.arange(n_systems), torch.diff(atom_offset, append=torch.tensor([n_rows]))
+    )
+    out = []
+    for dense in per_l:
+        # sum over m inside each atom, then over the atoms of each structure
+        atom_rho = torch.einsum("iamn,ibmk->iabnk", dense, dense)
+        rho = atom_rho.new_zeros((n_systems,) + atom_rho.shape[1:])
+        out.append(rho.index_add(0, system_of_row.to(rho.device), atom_rho))
+    return torch.stack(out, dim=3)
+
+
+def compute_pair_spectrum(
+    frames: Sequence[Atoms],
+    hypers: dict | None = None,
+    batch_size: int = 100,
+    progress: bool = False,
+    dtype: torch.dtype = torch.float64,
+) -> PairSpectrum:
+    """Compute species-pair spectra of structures with featomic (no gradients).
+
+    Parameters
+    ----------
+    frames
+        Structures; each is validated by :func:`check_structure`.
+    hypers
+        featomic ``SphericalExpansion`` hypers (default :data:`DEFAULT_HYPERS`).
+    batch_size
+        Structures per featomic call.
+    progress
+        Show a tqdm progress bar.
+    dtype
+        Floating dtype of the result.
+
+    Returns
+    -------
+    PairSpectrum
+    """
+    import featomic
+    from tqdm.auto import tqdm
+
+    hypers = DEFAULT_HYPERS if hypers is None else hypers
+    lmax1, n_radial = _basis_shape(hypers)
+    frames = list(frames)
+    if len(frames) == 0:
+        raise ValueError("no structures given")
+    for i, atoms in enumerate(frames):
+        check_structure(atoms, i)
+    calculator = featomic.SphericalExpansion(**hypers)
+    parts = []
+    bar = tqdm(total=len(frames), desc="featurizing", unit="struct", disable=not progress)
+    for start in range(0, len(frames), batch_size):
+        batch = frames[start : start + batch_size]
+        relabelled, numbers = [], []
+        for atoms in batch:
+            unique, local = _local_types(atoms.numbers)
+            relabelled.append(
+                Atoms(numbers=local, positions=atoms.positions, cell=atoms.cell, pbc=atoms.pbc)
+            )
+            numbers.append(unique)
+        k = max(len(u) for u in numbers)
+        n_atoms = torch.tensor([len(a) for a in batch])
+        offset = torch.cumsum(n_atoms, 0) - n_atoms
+        tensormap = calculator.compute(relabelled)
+        values = _pair_spectrum_from_tensormap(
+            tensormap, offset, int(n_atoms.sum()), len(batch), k, lmax1, n_radial, dtype
+        )
+        z = torch.zeros((len(batch), k), dtype=torch.long)
+        for s, u in enumerate(numbers):
+            z[s, : len(u)] = torch.as_tensor(u)
+        parts.append(PairSpectrum(values, z, n_atoms))
+        bar.update(len(batch))
+    bar.close()
+    return PairSpectrum.concatenate(parts)

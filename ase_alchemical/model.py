@@ -1,0 +1,563 @@
+"""AlchemicalKRR: kernel ridge regression on alchemically compressed SOAP features.
+
+``fit(train, opt)`` learns the compression U and the KRR weights *jointly*: every step
+rebuilds the training kernel from the current U, solves for the weights on the training
+set, predicts the optimization set and takes an Adam step on U from the loss there.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from ase import Atoms
+
+from . import __version__
+from ._io import atomic_write
+from .compression import AlchemicalCompression
+from .features import DEFAULT_HYPERS, PairSpectrum, _basis_shape, compute_pair_spectrum
+from .kernels import (
+    NORMALIZATIONS,
+    farthest_point_sampling,
+    full_krr_weights,
+    polynomial_kernel,
+    sparse_krr_weights,
+    structure_features,
+)
+
+__all__ = ["AlchemicalKRR", "ModelFileError", "load_model", "MODEL_FORMAT", "MODEL_FORMAT_VERSION"]
+
+MODEL_FORMAT = "ase-alchemical-model"
+MODEL_FORMAT_VERSION = 1
+GRADIENT_FLOWS = ("full", "detach")
+SOLVERS = ("sparse", "full")
+
+
+class ModelFileError(ValueError):
+    """A model file is missing, corrupted, or from an incompatible version."""
+
+
+def _energies(frames: Sequence[Atoms], key: str = "energy") -> np.ndarray:
+    out = []
+    for i, atoms in enumerate(frames):
+        if key not in atoms.info:
+            raise ValueError(f"structure {i} has no info[{key!r}] (total energy in eV)")
+        out.append(float(atoms.info[key]))
+    e = np.asarray(out)
+    if not np.all(np.isfinite(e)):
+        raise ValueError("training energies contain NaN or inf")
+    return e
+
+
+class AlchemicalKRR:
+    """Kernel ridge regression with a learned alchemical compression of SOAP.
+
+    Parameters
+    ----------
+    d_j
+        Number of pseudo-elements (columns of U).
+    hypers
+        featomic spherical-expansion hypers (plain dict; default
+        :data:`ase_alchemical.features.DEFAULT_HYPERS`).
+    zeta
+        Exponent of the polynomial kernel.
+    normalization
+        Structure features: ``"normalized"`` (unit norm) or ``"mean"`` (per atom).
+    regularizer
+        KRR regulariser, relative to the mean kernel diagonal (the starting value when
+        ``learn_regularizer``).
+    learn_regularizer
+        Optimize log(regularizer) on the optimization-set loss together with U
+        (needs ``gradient_flow="full"``: the regulariser acts only through the solve).
+    solver
+        ``"sparse"`` (projected process on ``n_support`` points chosen by farthest-point
+        sampling; scales to many thousands) or ``"full"`` (all training points).
+    n_support
+        Number of support structures of the sparse solver.
+    gradient_flow
+        ``"full"``: gradients reach U through the optimization features *and* through the
+        solve over the training features. ``"detach"``: the weights and training
+        features are constants in each step (reported unstable in the literature).
+    n_steps
+        Adam steps on U (0 keeps the initial U).
+    step_train_size
+        Training structures used in each optimization step: a fresh random subset
+        (always containing the support points) per step, which makes a step cost
+        independent of the training-set size. ``None``: all, every step. The final
+        weights are always solved on the whole training set.
+    learning_rate
+        Adam learning rate.
+    init
+        Initial U: ``"elements"``, ``"random"``, ``"identity"`` or an array
+        (see :class:`~ase_alchemical.compression.AlchemicalCompression`).
+    seed
+        Seed for the random initialisation.
+    batch_size
+        Structures per featomic call.
+    device
+        Torch device for the training and prediction tensors (``None``: CPU).
+    progress
+        Show progress bars.
+    """
+
+    def __init__(
+        self,
+        d_j: int = 4,
+        hypers: dict | None = None,
+        zeta: int = 1,
+        normalization: str = "normalized",
+        regularizer: float = 1e-3,
+        learn_regularizer: bool = True,
+        solver: str = "sparse",
+        n_support: int = 1500,
+        gradient_flow: str = "full",
+        n_steps: int = 100,
+        step_train_size: int | None = None,
+        learning_rate: float = 0.05,
+        init: str | np.ndarray = "elements",
+        seed: int = 0,
+        batch_size: int = 100,
+        device: str | torch.device | None = None,
+        progress: bool = False,
+    ) -> None:
+        self.d_j = d_j
+        self.hypers = hypers
+        self.zeta = zeta
+        self.normalization = normalization
+        self.regularizer = regularizer
+        self.learn_regularizer = learn_regularizer
+        self.solver = solver
+        self.n_support = n_support
+        self.gradient_flow = gradient_flow
+        self.n_steps = n_steps
+        self.step_train_size = step_train_size
+        self.learning_rate = learning_rate
+        self.init = init
+        self.seed = seed
+        self.batch_size = batch_size
+        self.device = device
+        self.progress = progress
+
+    # ------------------------------------------------------------------ parameters
+    _PARAMS = (
+        "d_j", "hypers", "zeta", "normalization", "regularizer", "learn_regularizer", "solver",
+        "n_support", "gradient_flow", "n_steps", "step_train_size", "learning_rate", "init",
+        "seed", "batch_size",
+    )  # fmt: skip
+
+    def get_params(self) -> dict:
+        """Hyperparameters as a dict (scikit-learn style)."""
+        return {name: copy.deepcopy(getattr(self, name)) for name in self._PARAMS}
+
+    def __repr__(self) -> str:
+        changed = {k: v for k, v in self.get_params().items() if k != "hypers"}
+        return "AlchemicalKRR(" + ", ".join(f"{k}={v!r}" for k, v in changed.items()) + ")"
+
+    def _check_params(self) -> None:
+        if self.normalization not in NORMALIZATIONS:
+            raise ValueError(f"normalization must be one of {NORMALIZATIONS}")
+        if self.gradient_flow not in GRADIENT_FLOWS:
+            raise ValueError(f"gradient_flow must be one of {GRADIENT_FLOWS}")
+        if self.solver not in SOLVERS:
+            raise ValueError(f"solver must be one of {SOLVERS}")
+        if int(self.zeta) != self.zeta or self.zeta < 1:
+            raise ValueError(f"zeta must be a positive integer, got {self.zeta}")
+        if not self.regularizer > 0:
+            raise ValueError(f"regularizer must be > 0, got {self.regularizer}")
+        if self.learn_regularizer and self.gradient_flow == "detach":
+            raise ValueError(
+                "learn_regularizer=True needs gradient_flow='full': with 'detach' no "
+                "gradient reaches the regulariser"
+            )
+
+    @property
+    def _hypers(self) -> dict:
+        return DEFAULT_HYPERS if self.hypers is None else self.hypers
+
+    @property
+    def _device(self) -> torch.device:
+        return torch.device(self.device) if self.device is not None else torch.device("cpu")
+
+    # ------------------------------------------------------------------ features
+    def pair_spectrum(self, frames: Sequence[Atoms], progress: bool | None = None) -> PairSpectrum:
+        """Species-pair spectra of ``frames`` with this model's hypers (U-independent)."""
+        return compute_pair_spectrum(
+            frames,
+            self._hypers,
+            batch_size=self.batch_size,
+            progress=self.progress if progress is None else progress,
+        ).to(self._device)
+
+    def _features(self, spectrum: PairSpectrum) -> torch.Tensor:
+        return structure_features(self.compression_(spectrum), spectrum.n_atoms, self.normalization)
+
+    def _kernel(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return polynomial_kernel(x, y, int(self.zeta))
+
+    def _solve(
+        self, x_train: torch.Tensor, support: torch.Tensor, y: torch.Tensor, regularizer=None
+    ) -> torch.Tensor:
+        reg = self.regularizer_ if regularizer is None else regularizer
+        x_sup = x_train[support]
+        if self.solver == "full":
+            return full_krr_weights(self._kernel(x_sup, x_sup), y, reg)
+        return sparse_krr_weights(self._kernel(x_train, x_sup), self._kernel(x_sup, x_sup), y, reg)
+
+    # ------------------------------------------------------------------ fit
+    def fit(
+        self,
+        train: Sequence[Atoms],
+        opt: Sequence[Atoms] | None = None,
+        train_spectrum: PairSpectrum | None = None,
+        opt_spectrum: PairSpectrum | None = None,
+    ) -> AlchemicalKRR:
+        """Learn U (on ``opt``) and the KRR weights (on ``train``) jointly.
+
+        Parameters
+        ----------
+        train
+            Training structures with ``info["energy"]`` (total, eV): the weights are
+            solved on them at every step.
+        opt
+            Optimization structures: U takes gradient steps on the loss there. With
+            ``None`` (or ``n_steps=0``) U keeps its initial value.
+        train_spectrum, opt_spectrum
+            Precomputed :meth:`pair_spectrum` of ``train`` / ``opt`` (to reuse across fits).
+
+        Returns
+        -------
+        self
+        """
+        from tqdm.auto import tqdm
+
+        self._check_params()
+        t0 = time.perf_counter()
+        train = list(train)
+        y_train_total = _energies(train)
+        rho_t = train_spectrum if train_spectrum is not None else self.pair_spectrum(train)
+        n_t = rho_t.n_atoms.to(torch.float64)
+        y_t_atom = torch.as_tensor(y_train_total, device=self._device) / n_t
+        self.y_mean_ = float(y_t_atom.mean())
+        self.y_std_ = float(y_t_atom.std()) if len(train) > 1 else 1.0
+        y_t = (y_t_atom - self.y_mean_) / self.y_std_
+
+        species = sorted({int(z) for z in rho_t.numbers.unique().tolist() if z > 0})
+        optimize = opt is not None and len(opt) > 0 and self.n_steps > 0
+        if optimize:
+            opt = list(opt)
+            rho_o = opt_spectrum if opt_spectrum is not None else self.pair_spectrum(opt)
+            species = sorted(
+                set(species) | {int(z) for z in rho_o.numbers.unique().tolist() if z > 0}
+            )
+            y_o = (
+                torch.as_tensor(_energies(opt), device=self._device) / rho_o.n_atoms - self.y_mean_
+            ) / self.y_std_
+        self.compression_ = AlchemicalCompression(species, self.d_j, self.init, self.seed).to(
+            self._device
+        )
+        n_support = len(train) if self.solver == "full" else min(self.n_support, len(train))
+        with torch.no_grad():
+            x0 = self._features(rho_t)
+        self.support_index_ = (
+            torch.arange(len(train), device=self._device)
+            if self.solver == "full"
+            else farthest_point_sampling(x0, n_support, seed=self.seed).to(self._device)
+        )
+        self.loss_history_: list[dict] = []
+        self.regularizer_ = float(self.regularizer)
+        if optimize:
+            self._optimize(rho_t, y_t, rho_o, y_o, tqdm)
+        with torch.no_grad():
+            x_t = self._features(rho_t)
+            self.weights_ = self._solve(x_t, self.support_index_, y_t)
+            self.support_features_ = x_t[self.support_index_]
+        sup = self.support_index_.cpu().numpy()
+        self.support_ = [train[i].copy() for i in sup]
+        for atoms in self.support_:
+            atoms.calc = None
+        self.fit_time_ = time.perf_counter() - t0
+        return self
+
+    def step_loss(
+        self,
+        u: torch.Tensor,
+        train_spectrum: PairSpectrum,
+        y_train: torch.Tensor,
+        opt_spectrum: PairSpectrum,
+        y_opt: torch.Tensor,
+        support: torch.Tensor | None = None,
+        log_regularizer: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The joint-training objective as a function of U (one optimization step).
+
+        Builds the training features from ``u``, solves for the weights on the
+        (standardised) training targets, predicts the optimization set and returns the
+        mean squared error there. With ``gradient_flow="detach"`` the weights and the
+        training features are constants, so gradients reach U only through the
+        optimization features.
+
+        Parameters
+        ----------
+        u
+            Compression matrix (n_species x d_J).
+        train_spectrum, y_train
+            Training spectra and standardised per-atom targets.
+        opt_spectrum, y_opt
+            Optimization spectra and standardised per-atom targets.
+        support
+            Indices of the support points in ``train_spectrum`` (default: the fitted ones).
+        log_regularizer
+            log of the relative regulariser (default: the current one, as a constant).
+
+        Returns
+        -------
+        loss, training predictions (without gradient)
+        """
+        support = self.support_index_ if support is None else support
+        reg = self.regularizer_ if log_regularizer is None else torch.exp(log_regularizer)
+        params = {"U": u}
+        x_t, x_o = (
+            structure_features(
+                torch.func.functional_call(self.compression_, params, (spectrum,)),
+                spectrum.n_atoms,
+                self.normalization,
+            )  # fmt: skip
+            for spectrum in (train_spectrum, opt_spectrum)
+        )
+        if self.gradient_flow == "detach":
+            x_t = x_t.detach()
+        weights = self._solve(x_t, support, y_train, reg)
+        if self.gradient_flow == "detach":
+            weights = weights.detach()
+        x_sup = x_t[support]
+        loss = torch.mean((self._kernel(x_o, x_sup) @ weights - y_opt) ** 2)
+        with torch.no_grad():
+            train_pred = self._kernel(x_t, x_sup) @ weights
+        return loss, train_pred.detach()
+
+    def _optimize(self, rho_t, y_t, rho_o, y_o, tqdm) -> None:
+        """Adam on U (and log lambda); keeps the values with the lowest opt-set loss."""
+        u = self.compression_.U
+        log_reg = torch.tensor(
+            float(np.log(self.regularizer)), dtype=u.dtype, device=u.device,
+            requires_grad=bool(self.learn_regularizer),
+        )  # fmt: skip
+        params = [u, log_reg] if self.learn_regularizer else [u]
+        optimizer = torch.optim.Adam(params, lr=self.learning_rate)
+        best = (float("inf"), u.detach().clone(), float(log_reg.detach()), -1)
+        n, sup = len(rho_t), self.support_index_
+        subsample = self.step_train_size is not None and self.step_train_size < n
+        if subsample:
+            others = torch.ones(n, dtype=torch.bool, device=sup.device)
+            others[sup] = False
+            others = others.nonzero().squeeze(1)
+            n_extra = max(int(self.step_train_size) - len(sup), 0)
+            generator = torch.Generator().manual_seed(self.seed)
+        bar = tqdm(range(self.n_steps), desc="optimizing U", disable=not self.progress)
+        for step in bar:
+            optimizer.zero_grad()
+            if subsample:
+                pick = others[
+                    torch.randperm(len(others), generator=generator)[:n_extra].to(sup.device)
+                ]
+                idx = torch.cat([sup, pick])
+                rho_s, y_s, sup_s = rho_t[idx], y_t[idx], torch.arange(len(sup), device=sup.device)
+            else:
+                rho_s, y_s, sup_s = rho_t, y_t, sup
+            loss, train_pred = self.step_loss(u, rho_s, y_s, rho_o, y_o, sup_s, log_reg)
+            value = float(loss.detach())
+            train_rmse = float(torch.sqrt(torch.mean((train_pred - y_s) ** 2))) * self.y_std_
+            opt_rmse = value**0.5 * self.y_std_
+            self.loss_history_.append(
+                {"step": step, "opt_rmse": opt_rmse, "train_rmse": train_rmse, "loss": value,
+                 "regularizer": float(torch.exp(log_reg.detach()))}
+            )  # fmt: skip
+            if value < best[0]:
+                best = (value, u.detach().clone(), float(log_reg.detach()), step)
+            bar.set_postfix(opt_rmse=f"{opt_rmse:.4f}")
+            if not np.isfinite(value):
+                break
+            loss.backward()
+            optimizer.step()
+        with torch.no_grad():
+            u.copy_(best[1])
+        self.regularizer_ = float(np.exp(best[2]))
+        self.best_step_ = best[3]
+
+    # ------------------------------------------------------------------ predict
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "weights_"):
+            raise RuntimeError("this AlchemicalKRR is not fitted yet: call fit() or load_model()")
+
+    @property
+    def species(self) -> list[int]:
+        """Atomic numbers the fitted model knows."""
+        self._check_fitted()
+        return list(self.compression_.species)
+
+    @property
+    def U(self) -> np.ndarray:
+        """The learned compression matrix (n_species x d_J)."""
+        self._check_fitted()
+        return self.compression_.U.detach().cpu().numpy().copy()
+
+    def predict_from_spectrum(self, spectrum: PairSpectrum) -> torch.Tensor:
+        """Per-atom energies (eV/atom) from precomputed spectra, as a torch tensor."""
+        self._check_fitted()
+        x = self._features(spectrum.to(self._device))
+        k = self._kernel(x, self.support_features_)
+        return (k @ self.weights_) * self.y_std_ + self.y_mean_
+
+    def predict_per_atom(self, frames: Sequence[Atoms]) -> np.ndarray:
+        """Predicted formation energies per atom (eV/atom)."""
+        self._check_fitted()
+        frames = [frames] if isinstance(frames, Atoms) else list(frames)
+        spectrum = self.pair_spectrum(frames)
+        with torch.no_grad():
+            self.compression_.rows(spectrum.numbers)  # unknown elements -> clear error first
+            return self.predict_from_spectrum(spectrum).cpu().numpy()
+
+    def predict(self, frames: Sequence[Atoms]) -> np.ndarray:
+        """Predicted total energies (eV): number of atoms x per-atom prediction."""
+        frames = [frames] if isinstance(frames, Atoms) else list(frames)
+        n_atoms = np.array([len(a) for a in frames]) if frames else np.zeros(0)
+        return self.predict_per_atom(frames) * n_atoms
+
+    def score(self, frames: Sequence[Atoms]) -> dict:
+        """Errors per atom (eV/atom) on structures with ``info["energy"]``: MAE, RMSE."""
+        frames = list(frames)
+        n_atoms = np.array([len(a) for a in frames])
+        err = self.predict_per_atom(frames) - _energies(frames) / n_atoms
+        return {
+            "mae": float(np.abs(err).mean()),
+            "rmse": float(np.sqrt((err**2).mean())),
+            "n": len(frames),
+        }
+
+    # ------------------------------------------------------------------ save / load
+    def save(self, path: str | os.PathLike, metadata: dict | None = None) -> Path:
+        """Save the fitted model to one versioned file, atomically.
+
+        The file holds hyperparameters, species, U, the support *structures* (their
+        features are recomputed at load: a few hundred kB instead of many MB), weights,
+        target normalisation, loss history and ``metadata`` (provenance).
+        """
+        self._check_fitted()
+        params = self.get_params()
+        if not isinstance(params["init"], str):
+            params["init"] = "array"
+        sup = self.support_
+        state = {
+            "format": MODEL_FORMAT,
+            "format_version": MODEL_FORMAT_VERSION,
+            "package_version": __version__,
+            "params": json.dumps(params),
+            "hypers": json.dumps(self._hypers),
+            "species": list(self.compression_.species),
+            "U": self.compression_.U.detach().cpu().clone(),
+            "weights": self.weights_.detach().cpu().clone(),
+            "regularizer": self.regularizer_,
+            "y_mean": self.y_mean_,
+            "y_std": self.y_std_,
+            "support": {
+                "numbers": torch.as_tensor(np.concatenate([a.numbers for a in sup])),
+                "positions": torch.as_tensor(np.concatenate([a.positions for a in sup])),
+                "cells": torch.as_tensor(np.stack([a.cell.array for a in sup])),
+                "pbc": torch.as_tensor(np.stack([a.pbc for a in sup])),
+                "n_atoms": torch.as_tensor([len(a) for a in sup]),
+            },
+            "loss_history": json.dumps(self.loss_history_),
+            "metadata": json.dumps(metadata or getattr(self, "metadata_", {})),
+        }
+        return atomic_write(path, lambda tmp: torch.save(state, tmp))
+
+    @classmethod
+    def load(
+        cls, path: str | os.PathLike, device: str | torch.device | None = None
+    ) -> AlchemicalKRR:
+        """Load a model saved by :meth:`save` (see :func:`load_model`)."""
+        return load_model(path, device=device)
+
+
+def _support_from_state(sup: dict) -> list[Atoms]:
+    frames, start = [], 0
+    n_atoms = sup["n_atoms"].tolist()
+    for i, n in enumerate(n_atoms):
+        frames.append(
+            Atoms(
+                numbers=sup["numbers"][start : start + n].numpy(),
+                positions=sup["positions"][start : start + n].numpy(),
+                cell=sup["cells"][i].numpy(),
+                pbc=sup["pbc"][i].numpy(),
+            )
+        )
+        start += n
+    return frames
+
+
+def load_model(path: str | os.PathLike, device: str | torch.device | None = None) -> AlchemicalKRR:
+    """Load a model file written by :meth:`AlchemicalKRR.save`.
+
+    Uses torch's safe loading (``weights_only=True``: tensors and plain containers only).
+
+    Raises
+    ------
+    FileNotFoundError
+        The file does not exist.
+    ModelFileError
+        The file is not an ase-alchemical model, is truncated or corrupted, or was
+        written by an incompatible format version.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"model file {path} does not exist")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many types for bad files
+        raise ModelFileError(
+            f"{path} is not a readable ase-alchemical model file (truncated, corrupted "
+            f"or not a torch file): {type(e).__name__}: {str(e)[:200]}"
+        ) from None
+    if not isinstance(state, dict) or state.get("format") != MODEL_FORMAT:
+        raise ModelFileError(f"{path} is a torch file but not an ase-alchemical model")
+    version = state.get("format_version")
+    if version != MODEL_FORMAT_VERSION:
+        raise ModelFileError(
+            f"{path} has model format version {version}, but this ase-alchemical "
+            f"({__version__}) reads version {MODEL_FORMAT_VERSION}; written by "
+            f"ase-alchemical {state.get('package_version')}"
+        )
+    try:
+        params = json.loads(state["params"])
+        if params.get("init") == "array":
+            params["init"] = "elements"
+        params["hypers"] = json.loads(state["hypers"])
+        model = AlchemicalKRR(**params, device=device)
+        model.compression_ = AlchemicalCompression(state["species"], params["d_j"], state["U"])
+        model.compression_.to(model._device)
+        model.weights_ = state["weights"].to(model._device)
+        model.regularizer_ = float(state["regularizer"])
+        model.y_mean_ = float(state["y_mean"])
+        model.y_std_ = float(state["y_std"])
+        model.support_ = _support_from_state(state["support"])
+        model.loss_history_ = json.loads(state["loss_history"])
+        model.metadata_ = json.loads(state["metadata"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise ModelFileError(f"{path} is an incomplete or inconsistent model file: {e}") from None
+    _basis_shape(model._hypers)
+    with torch.no_grad():
+        model.support_features_ = model._features(
+            model.pair_spectrum(model.support_, progress=False)
+        )
+    if model.support_features_.shape[0] != model.weights_.shape[0]:
+        raise ModelFileError(
+            f"{path}: {model.weights_.shape[0]} weights for "
+            f"{model.support_features_.shape[0]} support structures"
+        )
+    return model

@@ -1,0 +1,106 @@
+"""Learning curves on the elpasolites: test MAE vs n_train for several d_J, side by side.
+
+Every fit shares one fixed held-out test set (1,000 crystals) and one fixed optimization
+set; training sets are nested. Species-pair spectra are computed once for all crystals
+and reused, so the times below are *fit* times (U optimization + final solve) on top of
+one featurization, which is timed separately.
+
+    python benchmarks/learning_curve.py                 # full: n_train up to 6,000
+    python benchmarks/learning_curve.py --quick         # minutes: n_train up to 1,000
+    python benchmarks/learning_curve.py --out benchmarks/results/learning_curve.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+
+import numpy as np
+import torch
+
+from ase_alchemical import AlchemicalKRR, __version__
+from ase_alchemical._io import atomic_write
+from ase_alchemical.datasets import load_elpasolites, split
+from ase_alchemical.features import compute_pair_spectrum
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default=None, help="data file/folder (else $ASE_ALCHEMICAL_DATA)")
+    parser.add_argument("--quick", action="store_true", help="small sizes, few steps")
+    parser.add_argument("--d-j", type=int, nargs="+", default=[1, 2, 4])
+    parser.add_argument("--n-train", type=int, nargs="+", default=None)
+    parser.add_argument("--n-opt", type=int, default=1000)
+    parser.add_argument("--steps", type=int, default=None)
+    parser.add_argument("--out", default=None, help="write the table (markdown) and JSON here")
+    args = parser.parse_args()
+
+    n_train_list = args.n_train or ([500, 1000] if args.quick else [500, 1000, 3000, 6000])
+    steps = args.steps or (20 if args.quick else 100)
+    torch.manual_seed(0)
+    frames = load_elpasolites(args.data)
+    for i, atoms in enumerate(frames):
+        atoms.info["row"] = i
+    t0 = time.perf_counter()
+    spectrum = compute_pair_spectrum(frames, progress=True)
+    featurize_s = time.perf_counter() - t0
+
+    n_test = 1000
+    _, opt, test = split(frames, max(n_train_list), args.n_opt, n_test, seed=0)
+    rows = lambda subset: [a.info["row"] for a in subset]  # noqa: E731
+    y_test = np.array([a.info["energy"] / len(a) for a in test])
+    results = []
+    header = f"{'model':<22}{'n_train':>8}{'MAE eV/atom':>13}{'RMSE':>9}{'fit s':>8}"
+    print(header)
+    print("-" * len(header))
+    for d_j in args.d_j:
+        for n_train in n_train_list:
+            train, _, _ = split(frames, n_train, args.n_opt, n_test, seed=0)
+            model = AlchemicalKRR(d_j=d_j, n_steps=steps, step_train_size=3000, progress=False)
+            t0 = time.perf_counter()
+            model.fit(train, opt, spectrum[rows(train)], spectrum[rows(opt)])
+            fit_s = time.perf_counter() - t0
+            with torch.no_grad():
+                pred = model.predict_from_spectrum(spectrum[rows(test)]).cpu().numpy()
+            err = pred - y_test
+            row = {
+                "model": f"alchemical d_J={d_j}", "d_j": d_j, "n_train": n_train,
+                "n_opt": args.n_opt, "n_test": n_test, "steps": steps,
+                "mae": float(np.abs(err).mean()), "rmse": float(np.sqrt((err**2).mean())),
+                "fit_s": fit_s, "best_step": model.best_step_,
+                "regularizer": model.regularizer_, "params": {
+                    k: v for k, v in model.get_params().items() if k != "hypers"},
+            }  # fmt: skip
+            results.append(row)
+            print(
+                f"{row['model']:<22}{n_train:>8}{row['mae']:>13.4f}{row['rmse']:>9.4f}"
+                f"{fit_s:>8.1f}",
+                flush=True,
+            )
+    print(f"\nfeaturization of all {len(frames)} crystals: {featurize_s:.1f} s")
+    if args.out:
+        lines = [
+            f"# Learning curve (ase-alchemical {__version__}, {platform.machine()}, "
+            f"{torch.get_num_threads()} threads)",
+            "",
+            f"Fixed test set of {n_test} crystals, fixed optimization set of {args.n_opt}, "
+            f"{steps} Adam steps; featurization of all crystals {featurize_s:.1f} s.",
+            "",
+            "| model | n_train | test MAE (eV/atom) | test RMSE | fit time (s) |",
+            "|---|---:|---:|---:|---:|",
+        ] + [
+            f"| {r['model']} | {r['n_train']} | {r['mae']:.4f} | {r['rmse']:.4f} "
+            f"| {r['fit_s']:.0f} |"
+            for r in results
+        ]
+        text = "\n".join(lines) + "\n"
+        atomic_write(args.out, lambda tmp: tmp.write_text(text))
+        json_out = str(args.out).rsplit(".", 1)[0] + ".json"
+        atomic_write(json_out, lambda tmp: tmp.write_text(json.dumps(results, indent=1)))
+        print(f"wrote {args.out} and {json_out}")
+
+
+if __name__ == "__main__":
+    main()

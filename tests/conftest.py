@@ -1,0 +1,46 @@
+"""Shared fixtures: real elpasolite data (from $ASE_ALCHEMICAL_DATA) and small crystals."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from ase_alchemical.datasets import DATA_ENV, build_elpasolite, load_elpasolites
+
+
+def _data_dir() -> Path | None:
+    env = os.environ.get(DATA_ENV)
+    if env and Path(env).is_dir():
+        return Path(env)
+    beside = Path(__file__).resolve().parents[2] / "shared" / "data"
+    return beside if (beside / "elpasolites.csv").is_file() else None
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """Directory with the elpasolite data. In CI it must exist: a missing one fails."""
+    d = _data_dir()
+    if d is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI needs the elpasolite data: set {DATA_ENV}")
+        pytest.skip(f"elpasolite data not found (set {DATA_ENV})")
+    return d
+
+
+@pytest.fixture(scope="session")
+def elpasolites(data_dir):
+    """All 10,590 elpasolites (prototype geometries, total energies in info)."""
+    return load_elpasolites(data_dir)
+
+
+@pytest.fixture
+def crystals():
+    """A few real elpasolite compositions on the prototype."""
+    return [
+        build_elpasolite("Al", "Na", "K", "F"),
+        build_elpasolite("Bi", "Na", "Cs", "Cl"),
+        build_elpasolite("Ga", "Li", "Rb", "Br"),
+        build_elpasolite("In", "K", "Cs", "I"),
+    ]

@@ -1,0 +1,77 @@
+import csv
+import io
+
+import ase.io
+import numpy as np
+import pytest
+
+from ase_alchemical import load_model
+from ase_alchemical.cli import main
+from ase_alchemical.datasets import build_elpasolite
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, data_dir):
+    out = tmp_path_factory.mktemp("cli") / "model.pt"
+    code = main([
+        "train", "--d-j", "2", "--n-train", "300", "--n-opt", "100", "--n-test", "200",
+        "--steps", "5", "--n-support", "150", "--max-radial", "3", "--max-angular", "2",
+        "--data", str(data_dir), "--out", str(out), "--quiet",
+    ])  # fmt: skip
+    assert code == 0
+    return out
+
+
+def test_train_writes_model_with_provenance(trained, capsys):
+    model = load_model(trained)
+    meta = model.metadata_
+    assert meta["n_train"] == 300 and meta["n_test"] == 200 and meta["split_seed"] == 0
+    assert meta["data_sha256"] in {
+        "b6a7acbf652ab35d26ea556d06b8b526de487c9b92878fd5b9598d9c88e32772",
+        "1281342b1c68984e3056433c42afa0f5f3b95db0da4a0ef089ca028abdac88ac",
+    }
+    assert 0 < meta["test_mae_ev_per_atom"] < 1.0
+    assert model.d_j == 2 and len(model.loss_history_) == 5
+
+
+def test_evaluate_reproduces_recorded_mae(trained, data_dir, capsys):
+    assert main(["evaluate", str(trained), "--data", str(data_dir)]) == 0
+    out = capsys.readouterr().out
+    mae = float(out.split("test MAE")[1].split()[0])
+    assert mae == pytest.approx(load_model(trained).metadata_["test_mae_ev_per_atom"], abs=1e-4)
+
+
+def test_predict_matches_python_api(trained, tmp_path, capsys):
+    frames = [build_elpasolite("Al", "Na", "K", "F"), build_elpasolite("Bi", "Na", "Cs", "Cl")]
+    path = tmp_path / "s.xyz"
+    ase.io.write(path, frames)
+    assert main(["predict", str(trained), str(path)]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    expected = load_model(trained).predict(frames)
+    np.testing.assert_allclose([float(r["energy_ev"]) for r in rows], expected, atol=1e-5)
+    assert main(["predict", str(trained), str(path), "--out", str(tmp_path / "e.csv")]) == 0
+    assert len((tmp_path / "e.csv").read_text().splitlines()) == 3
+
+
+def test_user_errors_are_one_clear_line(trained, tmp_path, capsys):
+    bad = tmp_path / "bad.pt"
+    bad.write_text("not a model")
+    assert main(["predict", str(bad), str(tmp_path / "x.xyz")]) == 1
+    assert "not a readable ase-alchemical model" in capsys.readouterr().err
+    path = tmp_path / "u.xyz"
+    ase.io.write(path, build_elpasolite("Fe", "Na", "Cs", "Cl"))  # Fe: not in the data
+    assert main(["predict", str(trained), str(path)]) == 1
+    err = capsys.readouterr().err
+    assert "element(s) Fe unknown to this model; it knows 39:" in err
+    assert (
+        main(["train", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "m.pt")]) == 1
+    )
+    assert "elpasolite data not found" in capsys.readouterr().err
+
+
+def test_help(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["--help"])
+    assert info.value.code == 0
+    assert "pseudo-elements" in capsys.readouterr().out
+    assert main([]) == 2

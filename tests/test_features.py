@@ -1,0 +1,125 @@
+import featomic
+import numpy as np
+import pytest
+import torch
+from ase import Atoms
+from scipy.spatial.transform import Rotation
+
+from ase_alchemical.compression import AlchemicalCompression
+from ase_alchemical.datasets import build_elpasolite
+from ase_alchemical.features import DEFAULT_HYPERS, compute_pair_spectrum, make_hypers
+from ase_alchemical.kernels import structure_features
+
+
+def _identity_features(frames, species):
+    spectrum = compute_pair_spectrum(frames)
+    comp = AlchemicalCompression(species, len(species), "identity")
+    with torch.no_grad():
+        return comp(spectrum).numpy()
+
+
+def test_identity_reproduces_featomic_soap_power_spectrum(crystals):
+    """U = identity is plain multi-species SOAP: featomic's SoapPowerSpectrum summed over
+    atoms, up to featomic's (-1)^l / sqrt(2l+1) factor per l. featomic scales the
+    off-diagonal species pairs by sqrt(2) stored in single precision (relative 1.7e-8)."""
+    species = sorted({int(z) for a in crystals for z in a.numbers})
+    n = len(species)
+    ours = _identity_features(crystals, species)
+    lmax1, nrad = 5, 6
+    ours = ours.reshape(len(crystals), n * (n + 1) // 2, lmax1, nrad, nrad)
+    pair_index = {(species[i], species[j]): p for p, (i, j) in enumerate(zip(*np.triu_indices(n)))}
+
+    ps = featomic.SoapPowerSpectrum(**DEFAULT_HYPERS).compute(crystals)
+    ps = ps.keys_to_properties(["neighbor_1_type", "neighbor_2_type"]).keys_to_samples(
+        "center_type"
+    )
+    block = ps.block(0)
+    names = list(block.properties.names)
+    props = np.asarray(block.properties.values)
+    systems = np.asarray(block.samples.column("system"))
+    checked = 0
+    for s in range(len(crystals)):
+        total = np.asarray(block.values)[systems == s].sum(axis=0)
+        for k, row in enumerate(props):
+            d = dict(zip(names, row))
+            ref = total[k] * (-1) ** d["l"] * np.sqrt(2 * d["l"] + 1)
+            value = ours[
+                s,
+                pair_index[(d["neighbor_1_type"], d["neighbor_2_type"])],
+                d["l"],
+                d["n_1"],
+                d["n_2"],
+            ]
+            assert value == pytest.approx(ref, rel=1e-7, abs=1e-12)
+            checked += 1
+    assert checked > 4000
+    # species pairs featomic does not list for a structure are exactly zero in ours
+    assert np.count_nonzero(ours) <= checked
+
+
+def _normalized(frames, species):
+    spectrum = compute_pair_spectrum(frames)
+    comp = AlchemicalCompression(species, 3, "random", seed=1)
+    with torch.no_grad():
+        return structure_features(comp(spectrum), spectrum.n_atoms).numpy(), comp(spectrum).numpy()
+
+
+def test_invariances_rotation_translation_permutation_supercell():
+    atoms = build_elpasolite("Bi", "Na", "Cs", "Cl")
+    atoms.rattle(0.05, seed=2)
+    species = [11, 17, 55, 83]
+    rotated = atoms.copy()
+    rot = Rotation.from_euler("xyz", [0.3, -1.1, 2.0]).as_matrix()
+    rotated.positions = atoms.positions @ rot.T
+    rotated.cell = atoms.cell.array @ rot.T
+    shifted = atoms.copy()
+    shifted.translate([0.7, -2.3, 5.1])
+    perm = atoms[np.random.default_rng(0).permutation(len(atoms))]
+    super_cell = atoms.repeat((2, 2, 2))
+    feats, raw = _normalized([atoms, rotated, shifted, perm, super_cell], species)
+    for i in range(1, 5):
+        np.testing.assert_allclose(feats[i], feats[0], rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(raw[4], 8 * raw[0], rtol=1e-9, atol=1e-10)
+    np.testing.assert_allclose(raw[1:4], np.repeat(raw[:1], 3, 0), rtol=1e-9, atol=1e-10)
+
+
+def test_batching_and_local_relabelling_do_not_change_results(crystals):
+    extra = Atoms("H2O", positions=[[0, 0, 0], [0.96, 0, 0], [-0.24, 0.93, 0]])
+    frames = crystals + [extra]
+    together = compute_pair_spectrum(frames, batch_size=10)
+    one_by_one = [compute_pair_spectrum([f]) for f in frames]
+    for s, single in enumerate(one_by_one):
+        k = single.values.shape[1]
+        np.testing.assert_allclose(together.values[s, :k, :k], single.values[0], atol=1e-12)
+        assert together.values[s, k:].abs().max() == 0 if k < together.values.shape[1] else True
+        assert together.numbers[s, :k].tolist() == single.numbers[0].tolist()
+    assert together.numbers[-1].tolist() == [1, 8, 0, 0]
+    assert together.n_atoms.tolist() == [10, 10, 10, 10, 3]
+
+
+def test_make_hypers_shape():
+    h = make_hypers(cutoff=4.0, max_radial=3, max_angular=2)
+    spectrum = compute_pair_spectrum([build_elpasolite("Al", "Na", "K", "F")], h)
+    assert spectrum.values.shape == (1, 4, 4, 3, 4, 4)
+
+
+H2 = [[0, 0, 0], [1, 0, 0]]
+
+
+@pytest.mark.parametrize(
+    "atoms, message",
+    [
+        (Atoms(), "is empty"),
+        (Atoms("H2", positions=[[0, 0, 0], [np.nan, 0, 0]]), "NaN or inf positions"),
+        (Atoms("H2", positions=H2, cell=[0, 3, 3], pbc=True), "cell vector is zero"),
+        (Atoms("H2", positions=H2, cell=[[1, 0, 0], [2, 0, 0], [0, 0, 3]], pbc=True), "degenerate"),
+    ],
+)  # fmt: skip
+def test_bad_structures_get_specific_errors(atoms, message):
+    with pytest.raises(ValueError, match=message):
+        compute_pair_spectrum([build_elpasolite("Al", "Na", "K", "F"), atoms])
+
+
+def test_bad_hypers():
+    with pytest.raises(ValueError, match="basis.max_angular"):
+        compute_pair_spectrum([build_elpasolite("Al", "Na", "K", "F")], {"cutoff": 5.0})

@@ -42,16 +42,24 @@ def _add_train(sub) -> None:
     p.add_argument("--n-test", type=int, default=1000, help="held-out test-set size")
     p.add_argument("--split-seed", type=int, default=0, help="seed of the data split")
     p.add_argument("--steps", type=int, default=100, help="Adam steps on U")
-    p.add_argument("--learning-rate", type=float, default=0.02, help="Adam learning rate")
+    p.add_argument("--learning-rate", type=float, default=0.1, help="Adam learning rate")
+    p.add_argument(
+        "--step-train-size", type=int, default=2000,
+        help="training structures per optimization step (random subset); 0 = all",
+    )  # fmt: skip
     p.add_argument("--zeta", type=int, default=2, help="polynomial kernel exponent")
-    p.add_argument("--regularizer", type=float, default=1e-4, help="relative KRR regulariser")
+    p.add_argument(
+        "--regularizer", type=float, default=1e-3,
+        help="relative KRR regulariser (starting value: it is learned unless --fixed-regularizer)",
+    )  # fmt: skip
+    p.add_argument("--fixed-regularizer", action="store_true", help="do not learn the regulariser")
     p.add_argument("--solver", choices=["sparse", "full"], default="sparse")
     p.add_argument("--n-support", type=int, default=1500, help="support points (sparse solver)")
     p.add_argument("--gradient-flow", choices=["full", "detach"], default="full")
     p.add_argument("--normalization", choices=["normalized", "mean"], default="normalized")
     p.add_argument("--init", choices=["elements", "random"], default="elements", help="initial U")
     p.add_argument("--seed", type=int, default=0, help="seed of the random initial U")
-    p.add_argument("--cutoff", type=float, default=5.0, help="SOAP cutoff (Angstrom)")
+    p.add_argument("--cutoff", type=float, default=4.0, help="SOAP cutoff (Angstrom)")
     p.add_argument("--max-radial", type=int, default=5, help="largest radial index")
     p.add_argument("--max-angular", type=int, default=4, help="largest angular momentum")
     p.add_argument("--data", default=None, help="elpasolites.csv / train_set.pkl or its folder")
@@ -71,6 +79,8 @@ def _cmd_train(args) -> int:
         d_j=args.d_j, hypers=hypers, zeta=args.zeta, normalization=args.normalization,
         regularizer=args.regularizer, solver=args.solver, n_support=args.n_support,
         gradient_flow=args.gradient_flow, n_steps=args.steps, learning_rate=args.learning_rate,
+        learn_regularizer=not args.fixed_regularizer and args.gradient_flow == "full",
+        step_train_size=args.step_train_size or None,
         init=args.init, seed=args.seed, device=args.device, progress=not args.quiet,
     )  # fmt: skip
     print(f"saved {args.out}")

@@ -42,9 +42,9 @@ __all__ = [
 
 #: Default spherical-expansion hypers (featomic >= 0.6 format). ``max_radial`` is the
 #: largest radial index (max_radial + 1 functions). Chosen by a small study on the
-#: optimization set (see README, "Feature hypers").
+#: optimization set (``benchmarks/hypers_study.py``, results in ``benchmarks/results``).
 DEFAULT_HYPERS: dict = {
-    "cutoff": {"radius": 5.0, "smoothing": {"type": "ShiftedCosine", "width": 0.5}},
+    "cutoff": {"radius": 4.0, "smoothing": {"type": "ShiftedCosine", "width": 0.5}},
     "density": {"type": "Gaussian", "width": 0.3},
     "basis": {
         "type": "TensorProduct",
@@ -55,7 +55,7 @@ DEFAULT_HYPERS: dict = {
 
 
 def make_hypers(
-    cutoff: float = 5.0,
+    cutoff: float = 4.0,
     max_radial: int = 5,
     max_angular: int = 4,
     density_width: float = 0.3,

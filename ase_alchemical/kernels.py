@@ -19,6 +19,7 @@ __all__ = [
     "farthest_point_sampling",
     "full_krr_weights",
     "polynomial_kernel",
+    "random_projection",
     "sparse_krr_weights",
     "structure_features",
 ]
@@ -98,6 +99,12 @@ def sparse_krr_weights(
     return _cholesky_solve(a, k_nm.T @ y, jitter)
 
 
+def random_projection(n_in: int, n_out: int, seed: int = 0) -> torch.Tensor:
+    """Seeded Gaussian (n_in, n_out) projection that preserves distances on average."""
+    rng = np.random.default_rng(seed)
+    return torch.as_tensor(rng.normal(size=(n_in, n_out)) / np.sqrt(n_out))
+
+
 def farthest_point_sampling(
     x: torch.Tensor, m: int, first: int = 0, max_dim: int = 256, seed: int = 0
 ) -> torch.Tensor:
@@ -114,8 +121,7 @@ def farthest_point_sampling(
         raise ValueError(f"cannot select {m} support points from {n} structures")
     x = x.detach().cpu().double().numpy()
     if x.shape[1] > max_dim:
-        proj = np.random.default_rng(seed).normal(size=(x.shape[1], max_dim)) / np.sqrt(max_dim)
-        x = x @ proj
+        x = x @ random_projection(x.shape[1], max_dim, seed).numpy()
     sq = np.einsum("ij,ij->i", x, x)
     chosen = np.empty(m, dtype=np.int64)
     chosen[0] = first

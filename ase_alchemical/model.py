@@ -27,6 +27,7 @@ from .kernels import (
     farthest_point_sampling,
     full_krr_weights,
     polynomial_kernel,
+    random_projection,
     sparse_krr_weights,
     structure_features,
 )
@@ -61,7 +62,8 @@ class AlchemicalKRR:
     Parameters
     ----------
     d_j
-        Number of pseudo-elements (columns of U).
+        Number of pseudo-elements (columns of U). ``None``: one per element (with
+        ``init="identity"`` and ``n_steps=0`` this is plain multi-species SOAP).
     hypers
         featomic spherical-expansion hypers (plain dict; default
         :data:`ase_alchemical.features.DEFAULT_HYPERS`).
@@ -108,9 +110,9 @@ class AlchemicalKRR:
 
     def __init__(
         self,
-        d_j: int = 4,
+        d_j: int | None = 4,
         hypers: dict | None = None,
-        zeta: int = 1,
+        zeta: int = 2,
         normalization: str = "normalized",
         regularizer: float = 1e-3,
         learn_regularizer: bool = True,
@@ -118,8 +120,8 @@ class AlchemicalKRR:
         n_support: int = 1500,
         gradient_flow: str = "full",
         n_steps: int = 100,
-        step_train_size: int | None = None,
-        learning_rate: float = 0.05,
+        step_train_size: int | None = 2000,
+        learning_rate: float = 0.1,
         init: str | np.ndarray = "elements",
         seed: int = 0,
         batch_size: int = 100,
@@ -197,6 +199,15 @@ class AlchemicalKRR:
     def _features(self, spectrum: PairSpectrum) -> torch.Tensor:
         return structure_features(self.compression_(spectrum), spectrum.n_atoms, self.normalization)
 
+    def _map_chunks(self, spectrum: PairSpectrum, fn, chunk: int = 1000) -> torch.Tensor:
+        """``fn(features)`` over chunks of structures, concatenated: bounds the memory of
+        wide features (plain SOAP over 39 elements has 140k per structure)."""
+        parts = [
+            fn(self._features(spectrum[start : start + chunk]))
+            for start in range(0, len(spectrum), chunk)
+        ]
+        return torch.cat(parts)
+
     def _kernel(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return polynomial_kernel(x, y, int(self.zeta))
 
@@ -258,25 +269,33 @@ class AlchemicalKRR:
             y_o = (
                 torch.as_tensor(_energies(opt), device=self._device) / rho_o.n_atoms - self.y_mean_
             ) / self.y_std_
-        self.compression_ = AlchemicalCompression(species, self.d_j, self.init, self.seed).to(
+        d_j = len(species) if self.d_j is None else self.d_j
+        self.compression_ = AlchemicalCompression(species, d_j, self.init, self.seed).to(
             self._device
         )
         n_support = len(train) if self.solver == "full" else min(self.n_support, len(train))
-        with torch.no_grad():
-            x0 = self._features(rho_t)
-        self.support_index_ = (
-            torch.arange(len(train), device=self._device)
-            if self.solver == "full"
-            else farthest_point_sampling(x0, n_support, seed=self.seed).to(self._device)
-        )
+        if self.solver == "full":
+            self.support_index_ = torch.arange(len(train), device=self._device)
+        else:
+            with torch.no_grad():  # FPS on randomly projected features, built in chunks
+                n_feat = self.compression_.n_features(*_basis_shape(self._hypers))
+                proj = random_projection(n_feat, 256, self.seed).to(self._device)
+                x0 = self._map_chunks(rho_t, lambda x: x @ proj if n_feat > 256 else x)
+            self.support_index_ = farthest_point_sampling(x0, n_support).to(self._device)
         self.loss_history_: list[dict] = []
         self.regularizer_ = float(self.regularizer)
         if optimize:
             self._optimize(rho_t, y_t, rho_o, y_o, tqdm)
         with torch.no_grad():
-            x_t = self._features(rho_t)
-            self.weights_ = self._solve(x_t, self.support_index_, y_t)
-            self.support_features_ = x_t[self.support_index_]
+            x_sup = self._features(rho_t[self.support_index_])
+            k_mm = self._kernel(x_sup, x_sup)
+            reg = self.regularizer_
+            if self.solver == "full":
+                self.weights_ = full_krr_weights(k_mm, y_t, reg)
+            else:
+                k_nm = self._map_chunks(rho_t, lambda x: self._kernel(x, x_sup))
+                self.weights_ = sparse_krr_weights(k_nm, k_mm, y_t, reg)
+            self.support_features_ = x_sup
         sup = self.support_index_.cpu().numpy()
         self.support_ = [train[i].copy() for i in sup]
         for atoms in self.support_:
@@ -410,8 +429,9 @@ class AlchemicalKRR:
     def predict_from_spectrum(self, spectrum: PairSpectrum) -> torch.Tensor:
         """Per-atom energies (eV/atom) from precomputed spectra, as a torch tensor."""
         self._check_fitted()
-        x = self._features(spectrum.to(self._device))
-        k = self._kernel(x, self.support_features_)
+        k = self._map_chunks(
+            spectrum.to(self._device), lambda x: self._kernel(x, self.support_features_)
+        )
         return (k @ self.weights_) * self.y_std_ + self.y_mean_
 
     def predict_per_atom(self, frames: Sequence[Atoms]) -> np.ndarray:
@@ -539,7 +559,8 @@ def load_model(path: str | os.PathLike, device: str | torch.device | None = None
             params["init"] = "elements"
         params["hypers"] = json.loads(state["hypers"])
         model = AlchemicalKRR(**params, device=device)
-        model.compression_ = AlchemicalCompression(state["species"], params["d_j"], state["U"])
+        u = state["U"]
+        model.compression_ = AlchemicalCompression(state["species"], u.shape[1], u)
         model.compression_.to(model._device)
         model.weights_ = state["weights"].to(model._device)
         model.regularizer_ = float(state["regularizer"])

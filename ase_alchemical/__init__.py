@@ -8,10 +8,15 @@ The public API is small: :class:`AlchemicalKRR` (fit / predict / save),
 
 __version__ = "0.1.0"
 
+from .calculator import AlchemicalCalculator  # noqa: E402
 from .compression import AlchemicalCompression, UnknownElementError  # noqa: E402
 from .model import AlchemicalKRR, ModelFileError, load_model  # noqa: E402
+from .plugin import register as _register  # noqa: E402
+
+_register()  # makes ase.calculators.calculator.get_calculator_class("alchemical") work
 
 __all__ = [
+    "AlchemicalCalculator",
     "AlchemicalCompression",
     "AlchemicalKRR",
     "ModelFileError",

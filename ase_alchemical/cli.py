@@ -41,7 +41,7 @@ def _add_train(sub) -> None:
     p.add_argument("--n-opt", type=int, default=1000, help="optimization-set size (loss for U)")
     p.add_argument("--n-test", type=int, default=1000, help="held-out test-set size")
     p.add_argument("--split-seed", type=int, default=0, help="seed of the data split")
-    p.add_argument("--steps", type=int, default=100, help="Adam steps on U")
+    p.add_argument("--steps", type=int, default=250, help="Adam steps on U")
     p.add_argument("--learning-rate", type=float, default=0.1, help="Adam learning rate")
     p.add_argument(
         "--step-train-size", type=int, default=2000,

@@ -21,7 +21,13 @@ from ase import Atoms
 from . import __version__
 from ._io import atomic_write
 from .compression import AlchemicalCompression
-from .features import DEFAULT_HYPERS, PairSpectrum, _basis_shape, compute_pair_spectrum
+from .features import (
+    DEFAULT_HYPERS,
+    PairSpectrum,
+    _basis_shape,
+    compute_pair_spectrum,
+    differentiable_pair_spectrum,
+)
 from .kernels import (
     NORMALIZATIONS,
     farthest_point_sampling,
@@ -119,7 +125,7 @@ class AlchemicalKRR:
         solver: str = "sparse",
         n_support: int = 1500,
         gradient_flow: str = "full",
-        n_steps: int = 100,
+        n_steps: int = 250,
         step_train_size: int | None = 2000,
         learning_rate: float = 0.1,
         init: str | np.ndarray = "elements",
@@ -414,6 +420,15 @@ class AlchemicalKRR:
         if not hasattr(self, "weights_"):
             raise RuntimeError("this AlchemicalKRR is not fitted yet: call fit() or load_model()")
 
+    def to(self, device: str | torch.device) -> AlchemicalKRR:
+        """Move the fitted model to a torch device (in place); returns self."""
+        self._check_fitted()
+        self.device = device
+        self.compression_.to(self._device)
+        self.weights_ = self.weights_.to(self._device)
+        self.support_features_ = self.support_features_.to(self._device)
+        return self
+
     @property
     def species(self) -> list[int]:
         """Atomic numbers the fitted model knows."""
@@ -433,6 +448,35 @@ class AlchemicalKRR:
             spectrum.to(self._device), lambda x: self._kernel(x, self.support_features_)
         )
         return (k @ self.weights_) * self.y_std_ + self.y_mean_
+
+    def energy_and_derivatives(
+        self, frames: Sequence[Atoms]
+    ) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray] | None]:
+        """Total energies and their exact derivatives with respect to geometry.
+
+        Autograd from the energy back to the spherical-expansion coefficients (through
+        the kernel and the compression), then featomic's analytical coefficient
+        gradients for positions and strain.
+
+        Returns
+        -------
+        energies
+            Total energies (eV), shape (S,).
+        gradients
+            ``dE/dpositions`` per structure, (n_atoms, 3) in eV/Å (forces are minus this).
+        virials
+            ``dE/dstrain`` per structure, (3, 3) in eV (stress = virial / volume);
+            ``None`` unless every structure is 3D-periodic.
+        """
+        self._check_fitted()
+        frames = [frames] if isinstance(frames, Atoms) else list(frames)
+        spectrum, geometry = differentiable_pair_spectrum(
+            frames, self._hypers, dtype=self.weights_.dtype, device=self._device
+        )
+        self.compression_.rows(spectrum.numbers)  # unknown elements -> clear error first
+        energies = self.predict_from_spectrum(spectrum) * spectrum.n_atoms
+        gradients, virials = geometry.backward(energies.sum())
+        return energies.detach().cpu().numpy(), gradients, virials
 
     def predict_per_atom(self, frames: Sequence[Atoms]) -> np.ndarray:
         """Predicted formation energies per atom (eV/atom)."""

@@ -46,7 +46,7 @@ def main() -> None:
     args = parser.parse_args()
 
     n_train_list = args.n_train or ([500, 1000] if args.quick else [500, 1000, 3000, 6000])
-    steps = args.steps or (20 if args.quick else 100)
+    steps = args.steps or (20 if args.quick else 250)
     torch.manual_seed(0)
     frames = load_elpasolites(args.data)
     for i, atoms in enumerate(frames):

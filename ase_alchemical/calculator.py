@@ -1,0 +1,119 @@
+"""ASE calculator wrapping a trained :class:`~ase_alchemical.model.AlchemicalKRR`.
+
+>>> from ase_alchemical import AlchemicalCalculator
+>>> atoms.calc = AlchemicalCalculator()          # the shipped default model
+>>> atoms.get_potential_energy(), atoms.get_forces(), atoms.get_stress()
+
+Forces and stress are exact derivatives of the predicted energy (autograd through
+featomic-torch's spherical expansion, the compression U and the kernel).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import torch
+from ase import Atoms
+from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
+
+from .features import check_structure
+from .model import AlchemicalKRR, load_model
+
+__all__ = ["DEFAULT_MODEL", "AlchemicalCalculator", "available_models", "model_path"]
+
+#: Name of the shipped default model.
+DEFAULT_MODEL = "elpasolite-dj4"
+
+
+def available_models() -> list[str]:
+    """Names of the models shipped inside the package."""
+    folder = resources.files("ase_alchemical") / "models"
+    return sorted(p.name[:-3] for p in folder.iterdir() if p.name.endswith(".pt"))
+
+
+def model_path(name: str = DEFAULT_MODEL) -> Path:
+    """Path of a shipped model, by name."""
+    path = Path(str(resources.files("ase_alchemical") / "models" / f"{name}.pt"))
+    if not path.is_file():
+        raise ValueError(f"no shipped model named {name!r}; available: {available_models()}")
+    return path
+
+
+def _resolve_model(model, device) -> AlchemicalKRR:
+    if isinstance(model, AlchemicalKRR):
+        return model
+    if model is None:
+        return load_model(model_path(DEFAULT_MODEL), device=device)
+    if isinstance(model, (str, os.PathLike)):
+        if Path(model).is_file():
+            return load_model(model, device=device)
+        if isinstance(model, str) and not model.endswith(".pt") and os.sep not in model:
+            return load_model(model_path(model), device=device)
+        raise FileNotFoundError(f"model file {model} does not exist")
+    raise TypeError(f"model must be None, a name, a path or an AlchemicalKRR, not {type(model)}")
+
+
+class AlchemicalCalculator(Calculator):
+    """ASE calculator for an alchemical-compression SOAP KRR model.
+
+    Parameters
+    ----------
+    model
+        ``None`` (the shipped default), a shipped model's name, a model file path, or a
+        fitted :class:`~ase_alchemical.model.AlchemicalKRR`.
+    device
+        Torch device; ``None`` picks CUDA when available, else CPU.
+    **kwargs
+        Passed to :class:`ase.calculators.calculator.Calculator` (e.g. ``label``).
+    """
+
+    implemented_properties = ["energy", "free_energy", "forces", "stress"]
+    name = "alchemical"
+
+    def __init__(self, model=None, device: str | torch.device | None = None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        if device is None:
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.device = torch.device(device)
+        self.model = _resolve_model(model, self.device)
+        if self.model._device != self.device:
+            self.model = self.model.to(self.device)
+
+    @property
+    def elements(self) -> list[str]:
+        """Element symbols the model knows."""
+        return list(self.model.compression_.symbols)
+
+    def calculate(
+        self,
+        atoms: Atoms | None = None,
+        properties: Sequence[str] = ("energy",),
+        system_changes: Sequence[str] = all_changes,
+    ) -> None:
+        """Compute the requested properties (ASE calls this through ``get_*``)."""
+        super().calculate(atoms, properties, system_changes)
+        atoms = self.atoms
+        check_structure(atoms)
+        want_stress = "stress" in properties
+        if want_stress and not atoms.pbc.all():
+            raise PropertyNotImplementedError(
+                f"stress needs a 3D-periodic cell; this structure has pbc={atoms.pbc.tolist()}"
+            )
+        if "forces" not in properties and not want_stress:
+            energy = float(self.model.predict([atoms])[0])
+            self.results = {"energy": energy, "free_energy": energy}
+            return
+        energies, gradients, virials = self.model.energy_and_derivatives([atoms])
+        energy = float(energies[0])
+        self.results = {"energy": energy, "free_energy": energy, "forces": -gradients[0]}
+        if atoms.pbc.all():
+            virial = 0.5 * (virials[0] + virials[0].T) / atoms.get_volume()
+            self.results["stress"] = virial.flat[[0, 4, 8, 5, 2, 1]]
+
+    def get_energies(self, frames: Sequence[Atoms]) -> np.ndarray:
+        """Total energies (eV) of many structures, evaluated in batches."""
+        return self.model.predict(list(frames))

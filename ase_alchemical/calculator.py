@@ -4,8 +4,10 @@
 >>> atoms.calc = AlchemicalCalculator()          # the shipped default model
 >>> atoms.get_potential_energy(), atoms.get_forces(), atoms.get_stress()
 
-Forces and stress are exact derivatives of the predicted energy (autograd through
-featomic-torch's spherical expansion, the compression U and the kernel).
+Forces and stress are exact derivatives of the predicted energy: torch autograd from the
+energy back to the spherical-expansion coefficients (through the kernel and the
+compression U), then featomic's analytical gradients of the coefficients with respect to
+positions and strain.
 """
 
 from __future__ import annotations

@@ -23,6 +23,7 @@ Typical use:
   ase-alchemical train --d-j 4 --out model.pt    # learn U and the weights (minutes)
   ase-alchemical evaluate model.pt               # MAE/RMSE on the held-out test split
   ase-alchemical predict model.pt crystals.xyz   # energies of your own structures
+  ase-alchemical energy --elpasolite Al,Na,K,F   # the shipped default model
 
 Data are read from --data, else $ASE_ALCHEMICAL_DATA, else the user cache.
 """
@@ -125,6 +126,42 @@ def _cmd_predict(args) -> int:
     return 0
 
 
+def _cmd_energy(args) -> int:
+    import ase.io
+
+    from .calculator import AlchemicalCalculator
+    from .datasets import build_elpasolite
+
+    frames = []
+    for path in args.structures:
+        frames += ase.io.read(path, index=":")
+    for sites in args.elpasolite or []:
+        parts = sites.split(",")
+        if len(parts) != 4:
+            raise ValueError(f"--elpasolite takes A,B,C,D (four element symbols), got {sites!r}")
+        frames.append(build_elpasolite(*parts))
+    if not frames:
+        raise ValueError("no structures: give files and/or --elpasolite A,B,C,D")
+    calc = AlchemicalCalculator(args.model, device=args.device)
+    energies = calc.get_energies(frames)
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    header = ["index", "formula", "n_atoms", "energy_ev", "energy_ev_per_atom"]
+    writer.writerow(header + (["max_force_ev_per_a"] if args.forces else []))
+    for i, (atoms, e) in enumerate(zip(frames, energies)):
+        row = [i, atoms.get_chemical_formula(), len(atoms), f"{e:.6f}", f"{e / len(atoms):.6f}"]
+        if args.forces:
+            atoms.calc = calc
+            row.append(f"{abs(atoms.get_forces()).max():.6f}")
+        writer.writerow(row)
+    if args.out is None:
+        sys.stdout.write(buf.getvalue())
+    else:
+        atomic_write(args.out, lambda tmp: tmp.write_text(buf.getvalue()))
+        print(f"wrote {len(frames)} energies to {args.out}")
+    return 0
+
+
 def _cmd_info(args) -> int:
     from .model import load_model
 
@@ -166,6 +203,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("structures", help="any file ase.io.read understands, e.g. extended XYZ")
     p.add_argument("--out", default=None, help="CSV file (default: standard output)")
     p.add_argument("--device", default=None, help="torch device")
+    p = sub.add_parser(
+        "energy",
+        help="energies (and forces) with the shipped default model or another one",
+        description="Energies of structures with a trained model (default: the shipped "
+        "elpasolite model). Structures come from files ase.io.read understands and/or "
+        "--elpasolite A,B,C,D prototypes.",
+    )
+    p.add_argument("structures", nargs="*", help="structure files (extended XYZ, CIF, ...)")
+    p.add_argument(
+        "--elpasolite",
+        action="append",
+        metavar="A,B,C,D",
+        help="add the prototype crystal ABC2D6 (repeatable)",
+    )
+    p.add_argument("--model", default=None, help="shipped model name or model file")
+    p.add_argument("--forces", action="store_true", help="also report the largest force")
+    p.add_argument("--out", default=None, help="CSV file (default: standard output)")
+    p.add_argument("--device", default=None, help="torch device (default: CUDA if available)")
     p = sub.add_parser("info", help="hyperparameters and provenance of a model file")
     p.add_argument("model", help="model file")
     p = sub.add_parser("fetch-data", help="download the elpasolite data (checksum-verified)")
@@ -177,6 +232,7 @@ _COMMANDS = {
     "train": _cmd_train,
     "evaluate": _cmd_evaluate,
     "predict": _cmd_predict,
+    "energy": _cmd_energy,
     "info": _cmd_info,
     "fetch-data": _cmd_fetch,
 }

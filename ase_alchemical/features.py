@@ -334,8 +334,8 @@ class GeometryGradients:
     featomic computes the analytical gradients of every coefficient with respect to
     positions and strain; :meth:`backward` contracts them with the gradient of a
     scalar with respect to the coefficients (the leaf tensors in :attr:`leaves`).
-    This is ~100x faster for one small cell than autograd through featomic-torch's
-    backward node (README, "Forces and stress").
+    For one 10-atom cell this took ~6 ms where autograd through featomic-torch's
+    backward node took ~0.6 s in our measurement (README, "Forces and stress").
     """
 
     def __init__(self, tensormap, leaves, atom_offset, n_atoms, with_strain, device, dtype):

@@ -75,3 +75,25 @@ def test_help(capsys):
     assert info.value.code == 0
     assert "pseudo-elements" in capsys.readouterr().out
     assert main([]) == 2
+
+
+def test_energy_command_matches_calculator(trained, tmp_path, capsys):
+    from ase_alchemical import AlchemicalCalculator
+
+    frame = build_elpasolite("Bi", "Na", "Cs", "Cl")
+    frame.rattle(0.05, seed=0)
+    path = tmp_path / "one.xyz"
+    ase.io.write(path, frame)
+    args = ["energy", str(path), "--elpasolite", "Al,Na,K,F", "--model", str(trained)]
+    assert main(args + ["--forces"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    calc = AlchemicalCalculator(str(trained), device="cpu")
+    frames = [frame, build_elpasolite("Al", "Na", "K", "F")]
+    for row, atoms in zip(rows, frames):
+        atoms.calc = calc
+        assert float(row["energy_ev"]) == pytest.approx(atoms.get_potential_energy(), abs=1e-5)
+        assert float(row["max_force_ev_per_a"]) == pytest.approx(
+            abs(atoms.get_forces()).max(), abs=1e-5
+        )
+    assert main(["energy", "--elpasolite", "Al,Na,K", "--model", str(trained)]) == 1
+    assert "four element symbols" in capsys.readouterr().err

@@ -1,0 +1,113 @@
+"""Plots of a learned compression U: elements in pseudo-element space, periodic tables.
+
+U is defined up to an orthogonal transformation (and a scale, for normalised features):
+the kernel only sees ``U U^T``. :func:`aligned_u` therefore rotates U onto its principal
+axes (PCA of the rows, signs fixed by the heaviest-loading element) so that plots of
+different fits are comparable and reproducible.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from ase.data import atomic_numbers, chemical_symbols
+
+__all__ = ["aligned_u", "periodic_table_position", "plot_elements", "plot_periodic_table"]
+
+
+def aligned_u(u: np.ndarray) -> np.ndarray:
+    """Rotate U (n_species x d_J) onto the principal axes of its rows, unit overall scale."""
+    u = np.asarray(u, dtype=float)
+    _, _, vt = np.linalg.svd(u - u.mean(axis=0), full_matrices=False)
+    aligned = u @ vt.T
+    signs = np.sign(aligned[np.argmax(np.abs(aligned), axis=0), np.arange(aligned.shape[1])])
+    aligned = aligned * np.where(signs == 0, 1.0, signs)
+    return aligned / np.abs(aligned).max()
+
+
+def periodic_table_position(symbol_or_number) -> tuple[int, int]:
+    """(period, group) of a main-group or transition element, 1-based (no f-block)."""
+    z = symbol_or_number if isinstance(symbol_or_number, int) else atomic_numbers[symbol_or_number]
+    starts = [1, 3, 11, 19, 37, 55, 87]
+    period = max(i + 1 for i, s in enumerate(starts) if z >= s)
+    offset = z - starts[period - 1]
+    if period == 1:
+        return 1, 1 if z == 1 else 18
+    if period <= 3:
+        return period, offset + 1 if offset < 2 else offset + 11
+    if period >= 6 and offset >= 3:
+        offset -= 14  # skip the lanthanides / actinides
+        if offset < 2:
+            raise ValueError(f"f-block element Z={z} has no group")
+    return period, offset + 1
+
+
+def plot_elements(model_or_u, species=None, components=(0, 1), ax=None):
+    """Scatter the elements in the plane of two aligned pseudo-element coordinates.
+
+    Parameters
+    ----------
+    model_or_u
+        A fitted :class:`~ase_alchemical.model.AlchemicalKRR` or an array U.
+    species
+        Atomic numbers of U's rows (taken from the model when given one).
+    components
+        Which two aligned components to plot.
+    ax
+        Matplotlib axes (default: a new figure).
+    """
+    import matplotlib.pyplot as plt
+
+    u, species = _u_and_species(model_or_u, species)
+    a = aligned_u(u)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 5))
+    i, j = components
+    groups = np.array([periodic_table_position(int(z))[1] for z in species])
+    sc = ax.scatter(a[:, i], a[:, j], c=groups, cmap="tab20", s=60, vmin=1, vmax=18)
+    for (x, y), z in zip(a[:, [i, j]], species):
+        ax.annotate(chemical_symbols[int(z)], (x, y), fontsize=9, ha="center", va="bottom",
+                    xytext=(0, 4), textcoords="offset points")  # fmt: skip
+    ax.set_xlabel(f"pseudo-element coordinate {i + 1} (aligned, arb. units)")
+    ax.set_ylabel(f"pseudo-element coordinate {j + 1} (aligned, arb. units)")
+    ax.figure.colorbar(sc, ax=ax, label="group in the periodic table")
+    return ax
+
+
+def plot_periodic_table(model_or_u, species=None, component: int = 0, ax=None, cmap="RdBu_r"):
+    """Periodic table with each known element coloured by one aligned coordinate of U."""
+    import matplotlib.pyplot as plt
+
+    u, species = _u_and_species(model_or_u, species)
+    a = aligned_u(u)[:, component]
+    if ax is None:
+        _, ax = plt.subplots(figsize=(10, 4.5))
+    norm = plt.Normalize(-1, 1)
+    colormap = plt.get_cmap(cmap)
+    for z, value in zip(species, a):
+        period, group = periodic_table_position(int(z))
+        ax.add_patch(plt.Rectangle((group - 0.5, period - 0.5), 0.95, 0.95,
+                                   color=colormap(norm(value))))  # fmt: skip
+        ax.text(group - 0.02, period - 0.02, chemical_symbols[int(z)], ha="center", va="center",
+                fontsize=10, color="white" if abs(value) > 0.6 else "black")  # fmt: skip
+    ax.set_xlim(0.4, 18.6)
+    ax.set_ylim(7.6, 0.4)
+    ax.set_xticks(range(1, 19))
+    ax.set_yticks(range(1, 8))
+    ax.set_xlabel("group")
+    ax.set_ylabel("period")
+    ax.set_aspect("equal")
+    mappable = plt.cm.ScalarMappable(norm=norm, cmap=colormap)
+    ax.figure.colorbar(mappable, ax=ax, label=f"aligned U coordinate {component + 1}",
+                       shrink=0.8)  # fmt: skip
+    return ax
+
+
+def _u_and_species(model_or_u, species):
+    if hasattr(model_or_u, "compression_"):
+        return model_or_u.U, list(model_or_u.species)
+    if species is None:
+        raise ValueError("pass species= (atomic numbers of the rows) with an array U")
+    u = np.asarray(model_or_u)
+    if u.shape[0] != len(species):
+        raise ValueError(f"U has {u.shape[0]} rows but {len(species)} species were given")
+    return u, list(species)

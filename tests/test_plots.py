@@ -1,0 +1,40 @@
+import matplotlib
+import numpy as np
+import pytest
+from scipy.stats import ortho_group
+
+from ase_alchemical.plots import (
+    aligned_u,
+    periodic_table_position,
+    plot_elements,
+    plot_periodic_table,
+)
+
+matplotlib.use("Agg")
+
+
+def test_alignment_removes_the_rotation_gauge():
+    rng = np.random.default_rng(0)
+    u = rng.normal(size=(10, 3)) * [3.0, 1.0, 0.3]
+    rotated = 2.5 * u @ ortho_group.rvs(3, random_state=1)
+    np.testing.assert_allclose(aligned_u(rotated), aligned_u(u), atol=1e-10)
+
+
+@pytest.mark.parametrize(
+    "symbol, position",
+    [("H", (1, 1)), ("He", (1, 18)), ("Na", (3, 1)), ("Ga", (4, 13)), ("Xe", (5, 18)),
+     ("Ba", (6, 2)), ("Bi", (6, 15)), ("Sc", (4, 3))],
+)  # fmt: skip
+def test_periodic_table_positions(symbol, position):
+    assert periodic_table_position(symbol) == position
+
+
+def test_plots_label_every_element():
+    species = [1, 3, 9, 11, 17, 55, 56, 83]
+    u = np.random.default_rng(2).normal(size=(len(species), 2))
+    ax = plot_elements(u, species=species)
+    assert {t.get_text() for t in ax.texts} == {"H", "Li", "F", "Na", "Cl", "Cs", "Ba", "Bi"}
+    ax = plot_periodic_table(u, species=species, component=1)
+    assert len(ax.patches) == len(species) and "group" in ax.get_xlabel()
+    with pytest.raises(ValueError, match="pass species="):
+        plot_elements(u)

@@ -1,0 +1,58 @@
+"""The pretrained default model that ships inside the package."""
+
+import numpy as np
+import pytest
+
+from ase_alchemical import AlchemicalCalculator
+from ase_alchemical.calculator import DEFAULT_MODEL, available_models, model_path
+from ase_alchemical.datasets import ELPASOLITE_CSV_SHA256, ELPASOLITE_PKL_SHA256, build_elpasolite
+from ase_alchemical.training import evaluate_on_test_split
+
+
+@pytest.fixture(scope="module")
+def default_calc():
+    return AlchemicalCalculator(device="cpu")  # needs neither data nor network
+
+
+def test_default_model_is_shipped_small_and_documented(default_calc):
+    assert DEFAULT_MODEL in available_models()
+    assert model_path().stat().st_size < 5e6
+    meta = default_calc.model.metadata_
+    assert meta["data_sha256"] in {ELPASOLITE_CSV_SHA256, ELPASOLITE_PKL_SHA256}
+    assert (meta["n_train"], meta["n_opt"], meta["n_test"], meta["split_seed"]) == (
+        6000,
+        1000,
+        1000,
+        0,
+    )
+    assert meta["test_mae_ev_per_atom"] < 0.2
+    assert len(default_calc.elements) == 39
+
+
+def test_default_model_reproduces_its_recorded_test_mae(default_calc, elpasolites, data_dir):
+    result = evaluate_on_test_split(default_calc.model, data=data_dir, frames=elpasolites)
+    assert result["n_test"] == 1000
+    assert result["test_mae_ev_per_atom"] == pytest.approx(
+        default_calc.model.metadata_["test_mae_ev_per_atom"], abs=1e-8
+    )
+
+
+def test_default_calculator_on_a_crystal_outside_the_data(default_calc, elpasolites):
+    known = {tuple(a.info["sites"].split(",")) for a in elpasolites}
+    sites = ("Ga", "Li", "Rb", "Br")
+    assert sites not in known
+    atoms = build_elpasolite(*sites)
+    atoms.calc = default_calc
+    energy = atoms.get_potential_energy() / len(atoms)
+    assert np.isfinite(energy) and -5 < energy < 5  # eV/atom, range of the data
+    assert atoms.get_stress().shape == (6,)
+
+
+def test_readme_main_job(capsys):
+    from ase_alchemical.cli import main
+
+    args = ["energy", "--elpasolite", "Al,Na,K,F", "--elpasolite", "Bi,Na,Cs,Cl", "--forces"]
+    assert main(args) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("index,formula,n_atoms,energy_ev")
+    assert len(lines) == 3 and "AlF6K2Na" in lines[1]

@@ -135,3 +135,20 @@ def test_read_structures_extxyz(tmp_path, crystals):
     ase.io.write(path, crystals[:1])
     with pytest.raises(ValueError, match="has no energy"):
         read_structures(path)
+
+
+def test_atomic_write_makes_a_normal_file_and_cleans_up(tmp_path):
+    import os
+
+    from ase_alchemical._io import atomic_write
+
+    path = atomic_write(tmp_path / "a.txt", lambda tmp: tmp.write_text("ok"))
+    assert path.read_text() == "ok" and (os.stat(path).st_mode & 0o044) == 0o044
+
+    def boom(tmp):
+        tmp.write_text("half")
+        raise RuntimeError("interrupted")
+
+    with pytest.raises(RuntimeError):
+        atomic_write(tmp_path / "a.txt", boom)
+    assert path.read_text() == "ok" and sorted(p.name for p in tmp_path.iterdir()) == ["a.txt"]

@@ -111,19 +111,26 @@ def _cmd_predict(args) -> int:
 
     model = load_model(args.model, device=args.device)
     frames = ase.io.read(args.structures, index=":")
-    energies = model.predict(frames)
+    _write_energies(frames, model.predict(frames), args.out)
+    return 0
+
+
+def _write_energies(frames, energies, out, max_forces=None) -> None:
+    """CSV of energies (and largest forces) to ``out`` (atomically) or standard output."""
     buf = io.StringIO()
     writer = csv.writer(buf)
-    writer.writerow(["index", "formula", "n_atoms", "energy_ev", "energy_ev_per_atom"])
+    header = ["index", "formula", "n_atoms", "energy_ev", "energy_ev_per_atom"]
+    writer.writerow(header + (["max_force_ev_per_a"] if max_forces is not None else []))
     for i, (atoms, e) in enumerate(zip(frames, energies)):
-        n = len(atoms)
-        writer.writerow([i, atoms.get_chemical_formula(), n, f"{e:.6f}", f"{e / n:.6f}"])
-    if args.out is None:
+        row = [i, atoms.get_chemical_formula(), len(atoms), f"{e:.6f}", f"{e / len(atoms):.6f}"]
+        if max_forces is not None:
+            row.append(f"{max_forces[i]:.6f}")
+        writer.writerow(row)
+    if out is None:
         sys.stdout.write(buf.getvalue())
     else:
-        atomic_write(args.out, lambda tmp: tmp.write_text(buf.getvalue()))
-        print(f"wrote {len(frames)} energies to {args.out}")
-    return 0
+        atomic_write(out, lambda tmp: tmp.write_text(buf.getvalue()))
+        print(f"wrote {len(frames)} energies to {out}")
 
 
 def _cmd_energy(args) -> int:
@@ -143,22 +150,13 @@ def _cmd_energy(args) -> int:
     if not frames:
         raise ValueError("no structures: give files and/or --elpasolite A,B,C,D")
     calc = AlchemicalCalculator(args.model, device=args.device)
-    energies = calc.get_energies(frames)
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    header = ["index", "formula", "n_atoms", "energy_ev", "energy_ev_per_atom"]
-    writer.writerow(header + (["max_force_ev_per_a"] if args.forces else []))
-    for i, (atoms, e) in enumerate(zip(frames, energies)):
-        row = [i, atoms.get_chemical_formula(), len(atoms), f"{e:.6f}", f"{e / len(atoms):.6f}"]
-        if args.forces:
+    max_forces = None
+    if args.forces:
+        max_forces = []
+        for atoms in frames:
             atoms.calc = calc
-            row.append(f"{abs(atoms.get_forces()).max():.6f}")
-        writer.writerow(row)
-    if args.out is None:
-        sys.stdout.write(buf.getvalue())
-    else:
-        atomic_write(args.out, lambda tmp: tmp.write_text(buf.getvalue()))
-        print(f"wrote {len(frames)} energies to {args.out}")
+            max_forces.append(float(abs(atoms.get_forces()).max()))
+    _write_energies(frames, calc.get_energies(frames), args.out, max_forces)
     return 0
 
 

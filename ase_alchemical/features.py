@@ -213,6 +213,38 @@ def _local_types(numbers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return unique, np.searchsorted(unique, numbers) + 1
 
 
+def _validated(frames: Sequence[Atoms], hypers: dict | None) -> tuple[list, dict, int, int]:
+    """Frames as a checked list, the hypers (default filled in) and their basis shape."""
+    hypers = DEFAULT_HYPERS if hypers is None else hypers
+    lmax1, n_radial = _basis_shape(hypers)
+    frames = list(frames)
+    if len(frames) == 0:
+        raise ValueError("no structures given")
+    for i, atoms in enumerate(frames):
+        check_structure(atoms, i)
+    return frames, hypers, lmax1, n_radial
+
+
+def _relabelled(frames: Sequence[Atoms]) -> tuple[list[Atoms], list[np.ndarray]]:
+    """Copies with elements relabelled to local types 1..K, and each one's elements."""
+    relabelled, numbers = [], []
+    for atoms in frames:
+        unique, local = _local_types(atoms.numbers)
+        relabelled.append(
+            Atoms(numbers=local, positions=atoms.positions, cell=atoms.cell, pbc=atoms.pbc)
+        )
+        numbers.append(unique)
+    return relabelled, numbers
+
+
+def _numbers_tensor(numbers: list[np.ndarray], device="cpu") -> torch.Tensor:
+    """(S, K) atomic numbers of each structure's local types, 0-padded."""
+    z = torch.zeros((len(numbers), max(len(u) for u in numbers)), dtype=torch.long)
+    for s, u in enumerate(numbers):
+        z[s, : len(u)] = torch.as_tensor(u)
+    return z.to(device)
+
+
 def _pair_spectrum_from_tensormap(
     tensormap,
     atom_offset: torch.Tensor,
@@ -293,35 +325,20 @@ def compute_pair_spectrum(
     """
     from tqdm.auto import tqdm
 
-    hypers = DEFAULT_HYPERS if hypers is None else hypers
-    lmax1, n_radial = _basis_shape(hypers)
-    frames = list(frames)
-    if len(frames) == 0:
-        raise ValueError("no structures given")
-    for i, atoms in enumerate(frames):
-        check_structure(atoms, i)
+    frames, hypers, lmax1, n_radial = _validated(frames, hypers)
     calculator = _calculator(hypers)
     parts = []
     bar = tqdm(total=len(frames), desc="featurizing", unit="struct", disable=not progress)
     for start in range(0, len(frames), batch_size):
         batch = frames[start : start + batch_size]
-        relabelled, numbers = [], []
-        for atoms in batch:
-            unique, local = _local_types(atoms.numbers)
-            relabelled.append(
-                Atoms(numbers=local, positions=atoms.positions, cell=atoms.cell, pbc=atoms.pbc)
-            )
-            numbers.append(unique)
-        k = max(len(u) for u in numbers)
+        relabelled, numbers = _relabelled(batch)
+        z = _numbers_tensor(numbers)
         n_atoms = torch.tensor([len(a) for a in batch])
         offset = torch.cumsum(n_atoms, 0) - n_atoms
         tensormap = calculator.compute(relabelled)
         values = _pair_spectrum_from_tensormap(
-            tensormap, offset, int(n_atoms.sum()), len(batch), k, lmax1, n_radial, dtype
+            tensormap, offset, int(n_atoms.sum()), len(batch), z.shape[1], lmax1, n_radial, dtype
         )
-        z = torch.zeros((len(batch), k), dtype=torch.long)
-        for s, u in enumerate(numbers):
-            z[s, : len(u)] = torch.as_tensor(u)
         parts.append(PairSpectrum(values, z, n_atoms))
         bar.update(len(batch))
     bar.close()
@@ -400,36 +417,21 @@ def differentiable_pair_spectrum(
     -------
     spectrum, gradients
     """
-    hypers = DEFAULT_HYPERS if hypers is None else hypers
-    lmax1, n_radial = _basis_shape(hypers)
-    frames = list(frames)
-    if len(frames) == 0:
-        raise ValueError("no structures given")
-    for i, atoms in enumerate(frames):
-        check_structure(atoms, i)
+    frames, hypers, lmax1, n_radial = _validated(frames, hypers)
     with_strain = all(atoms.pbc.all() for atoms in frames)
-    relabelled, numbers = [], []
-    for atoms in frames:
-        unique, local = _local_types(atoms.numbers)
-        relabelled.append(
-            Atoms(numbers=local, positions=atoms.positions, cell=atoms.cell, pbc=atoms.pbc)
-        )
-        numbers.append(unique)
+    relabelled, numbers = _relabelled(frames)
     gradients = ["positions", "strain"] if with_strain else ["positions"]
     tensormap = _calculator(hypers).compute(relabelled, gradients=gradients)
     leaves = [
         torch.tensor(block.values, dtype=dtype, device=device, requires_grad=True)
         for block in tensormap.blocks()
     ]
-    k = max(len(u) for u in numbers)
+    z = _numbers_tensor(numbers, device)
     n_atoms = torch.tensor([len(a) for a in frames], device=device)
     offset = torch.cumsum(n_atoms, 0) - n_atoms
     values = _pair_spectrum_from_tensormap(
-        tensormap, offset, int(n_atoms.sum()), len(frames), k, lmax1, n_radial, dtype, device,
-        block_values=leaves,
+        tensormap, offset, int(n_atoms.sum()), len(frames), z.shape[1], lmax1, n_radial, dtype,
+        device, block_values=leaves,
     )  # fmt: skip
-    z = torch.zeros((len(frames), k), dtype=torch.long, device=device)
-    for s, u in enumerate(numbers):
-        z[s, : len(u)] = torch.as_tensor(u, device=device)
     grads = GeometryGradients(tensormap, leaves, offset, n_atoms, with_strain, device, dtype)
     return PairSpectrum(values, z, n_atoms), grads

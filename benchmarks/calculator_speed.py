@@ -54,7 +54,7 @@ class PlainSoapBaseline:
 
     def fit(self, frames, n_support: int, regularizer: float = 1e-3) -> PlainSoapBaseline:
         x = torch.as_tensor(self.features(frames))
-        y = torch.tensor([a.info["energy"] / len(a) for a in frames])
+        y = torch.tensor([a.info["energy"] / len(a) for a in frames], dtype=torch.float64)
         self.mean = float(y.mean())
         support = torch.as_tensor(np.random.default_rng(0).choice(len(x), n_support, False))
         self.x_sup = x[support]

@@ -420,13 +420,17 @@ class AlchemicalKRR:
         if not hasattr(self, "weights_"):
             raise RuntimeError("this AlchemicalKRR is not fitted yet: call fit() or load_model()")
 
-    def to(self, device: str | torch.device) -> AlchemicalKRR:
-        """Move the fitted model to a torch device (in place); returns self."""
+    def to(self, device: str | torch.device | None = None, dtype: torch.dtype | None = None):
+        """Move the fitted model to a torch device and/or float dtype (in place); returns self.
+
+        Predictions are computed in the dtype of the weights (float64 after fitting).
+        """
         self._check_fitted()
-        self.device = device
-        self.compression_.to(self._device)
-        self.weights_ = self.weights_.to(self._device)
-        self.support_features_ = self.support_features_.to(self._device)
+        if device is not None:
+            self.device = device
+        self.compression_.to(device=self._device, dtype=dtype)
+        self.weights_ = self.weights_.to(device=self._device, dtype=dtype)
+        self.support_features_ = self.support_features_.to(device=self._device, dtype=dtype)
         return self
 
     @property

@@ -177,3 +177,15 @@ def test_cuda_matches_cpu(model):
     atoms.calc = gpu
     assert atoms.get_potential_energy() == pytest.approx(e, rel=1e-10)
     np.testing.assert_allclose(atoms.get_forces(), f, atol=1e-9)
+
+
+def test_float32_matches_float64(model):
+    import copy
+
+    atoms = _rattled(seed=9)
+    atoms.calc = AlchemicalCalculator(copy.deepcopy(model), device="cpu")
+    e64, f64 = atoms.get_potential_energy(), atoms.get_forces()
+    atoms.calc = AlchemicalCalculator(copy.deepcopy(model), device="cpu", dtype=torch.float32)
+    assert atoms.calc.model.weights_.dtype == torch.float32
+    assert atoms.get_potential_energy() == pytest.approx(e64, rel=1e-4, abs=1e-4)
+    np.testing.assert_allclose(atoms.get_forces(), f64, atol=1e-3 * max(1.0, np.abs(f64).max()))

@@ -477,7 +477,6 @@ class AlchemicalKRR:
         spectrum, geometry = differentiable_pair_spectrum(
             frames, self._hypers, dtype=self.weights_.dtype, device=self._device
         )
-        self.compression_.rows(spectrum.numbers)  # unknown elements -> clear error first
         energies = self.predict_from_spectrum(spectrum) * spectrum.n_atoms
         gradients, virials = geometry.backward(energies.sum())
         return energies.detach().cpu().numpy(), gradients, virials
@@ -488,7 +487,6 @@ class AlchemicalKRR:
         frames = [frames] if isinstance(frames, Atoms) else list(frames)
         spectrum = self.pair_spectrum(frames)
         with torch.no_grad():
-            self.compression_.rows(spectrum.numbers)  # unknown elements -> clear error first
             return self.predict_from_spectrum(spectrum).cpu().numpy()
 
     def predict(self, frames: Sequence[Atoms]) -> np.ndarray:

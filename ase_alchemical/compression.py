@@ -9,6 +9,15 @@ power spectrum, summed over the atoms of a structure, is
 (:mod:`ase_alchemical.features` computes rho). Each unordered pair J <= J' is kept once,
 J < J' scaled by sqrt(2), so that dot products of compressed features equal those of the
 full (J, J') tensors.
+
+With ``center_resolved=True`` the sum over atoms is kept apart by the species c of the
+central atom, which is compressed by the same U:
+
+    P[I, J, J', l, n, n'] = sum_{c, a, b} U[c, I] U[a, J] U[b, J'] rho[c, a, b, l, n, n']
+
+so a structure feature knows *which* (pseudo-)element sits at the centre of each
+environment, as a multi-species SOAP kernel does (it only compares environments with
+the same central species).
 """
 
 from __future__ import annotations
@@ -93,6 +102,8 @@ class AlchemicalCompression(torch.nn.Module):
         (seeded Gaussian), ``"identity"``, or an explicit (n_species, d_J) array.
     seed
         Seed of the random initialisation.
+    center_resolved
+        Resolve the power spectrum by the (compressed) species of the central atom.
     """
 
     def __init__(
@@ -101,6 +112,7 @@ class AlchemicalCompression(torch.nn.Module):
         d_j: int,
         init: str | np.ndarray | torch.Tensor = "elements",
         seed: int = 0,
+        center_resolved: bool = False,
     ) -> None:
         super().__init__()
         species = [int(z) for z in species]
@@ -128,6 +140,7 @@ class AlchemicalCompression(torch.nn.Module):
                 raise ValueError(f"init array has shape {u.shape}, expected {(n, d_j)}")
         self.species = species
         self.d_j = int(d_j)
+        self.center_resolved = bool(center_resolved)
         self.U = torch.nn.Parameter(torch.as_tensor(u, dtype=torch.float64))
         # atomic number -> row of U; row n is the zero row used for padding
         lookup = torch.full((max(species) + 1,), -1, dtype=torch.long)
@@ -146,7 +159,8 @@ class AlchemicalCompression(torch.nn.Module):
 
     def n_features(self, lmax1: int, n_radial: int) -> int:
         """Length of the compressed feature vector."""
-        return self.d_j * (self.d_j + 1) // 2 * lmax1 * n_radial**2
+        n = self.d_j * (self.d_j + 1) // 2 * lmax1 * n_radial**2
+        return n * self.d_j if self.center_resolved else n
 
     def rows(self, numbers: torch.Tensor) -> torch.Tensor:
         """Map atomic numbers (0 = padding) to rows of U; padding maps to the zero row.
@@ -186,6 +200,14 @@ class AlchemicalCompression(torch.nn.Module):
         # mixing weights of every local species pair (a, b) into every pair J <= J':
         # one batched matmul then reads rho once (5x faster than chained einsums)
         mix = u_s[:, :, None, self._pair_i] * u_s[:, None, :, self._pair_j]
-        mix = mix * self._pair_weight.to(u.dtype)
-        rho = spectrum.values.to(u.dtype).reshape(s, k * k, -1)
-        return torch.bmm(mix.reshape(s, k * k, -1).transpose(1, 2), rho).reshape(s, -1)
+        mix = mix * self._pair_weight.to(u.dtype)  # (S, K, K, n_pairs)
+        values = spectrum.values.to(u.dtype)
+        if self.center_resolved:  # (S, K, K, K, d_J, n_pairs): centre c -> I, too
+            mix = (u_s[:, :, None, None, :, None] * mix[:, None, :, :, None, :]).reshape(
+                s, k**3, -1
+            )
+        else:
+            mix = mix.reshape(s, k * k, -1)
+            values = values.sum(1)
+        rho = values.reshape(s, mix.shape[1], -1)
+        return torch.bmm(mix.transpose(1, 2), rho).reshape(s, -1)

@@ -115,8 +115,9 @@ class PairSpectrum:
     Attributes
     ----------
     values
-        ``(S, K, K, L, N, N)``: ``rho[s, a, b, l, n, n']`` for the K local species of
-        each structure (padding entries are zero).
+        ``(S, K, K, K, L, N, N)``: ``rho[s, c, a, b, l, n, n']``, the power spectrum of
+        the neighbour species pair (a, b) summed over the atoms of species c of each
+        structure, for its K local species (padding entries are zero).
     numbers
         ``(S, K)`` atomic number of each local species, 0 for padding.
     n_atoms
@@ -153,7 +154,7 @@ class PairSpectrum:
             pad = k - p.values.shape[1]
             v, z = p.values, p.numbers
             if pad:
-                v = torch.nn.functional.pad(v, (0, 0, 0, 0, 0, 0, 0, pad, 0, pad))
+                v = torch.nn.functional.pad(v, (0, 0, 0, 0, 0, 0, 0, pad, 0, pad, 0, pad))
                 z = torch.nn.functional.pad(z, (0, pad))
             values.append(v)
             numbers.append(z)
@@ -257,14 +258,16 @@ def _pair_spectrum_from_tensormap(
     device: torch.device | str = "cpu",
     block_values: list[torch.Tensor] | None = None,
 ) -> torch.Tensor:
-    """Reduce a featomic spherical-expansion TensorMap to rho (S, K, K, L, N, N).
+    """Reduce a featomic spherical-expansion TensorMap to rho (S, K, K, K, L, N, N).
 
     ``block_values`` replaces the blocks' values (e.g. by leaf tensors that require
     gradients); the reduction is differentiable with respect to them.
     """
     keys = _long(tensormap.keys.values).tolist()
     names = list(tensormap.keys.names)
-    i_l, i_nb = names.index("o3_lambda"), names.index("neighbor_type")
+    i_l, i_c = names.index("o3_lambda"), names.index("center_type")
+    i_nb = names.index("neighbor_type")
+    center_of_row = torch.zeros(n_rows, dtype=torch.long, device=device)
     per_l = []
     for lam in range(lmax1):
         dense = None
@@ -278,6 +281,7 @@ def _pair_spectrum_from_tensormap(
                 values = torch.as_tensor(block.values).to(device=device, dtype=dtype)
             samples = _long(block.samples.values).to(device)
             rows = atom_offset[samples[:, 0]] + samples[:, 1]
+            center_of_row[rows] = key[i_c] - 1
             if dense is None:
                 dense = values.new_zeros((n_rows, k, 2 * lam + 1, n_radial))
             dense = dense.index_put((rows, torch.full_like(rows, key[i_nb] - 1)), values)
@@ -288,13 +292,15 @@ def _pair_spectrum_from_tensormap(
         torch.arange(n_systems, device=atom_offset.device),
         torch.diff(atom_offset, append=atom_offset.new_tensor([n_rows])),
     )
+    # each atom adds to the (structure, its own local type) slot: center-resolved
+    slot = system_of_row.to(device) * k + center_of_row
     out = []
     for dense in per_l:
-        # sum over m inside each atom, then over the atoms of each structure
+        # sum over m inside each atom, then over the atoms of each structure and type
         atom_rho = torch.einsum("iamn,ibmk->iabnk", dense, dense)
-        rho = atom_rho.new_zeros((n_systems,) + atom_rho.shape[1:])
-        out.append(rho.index_add(0, system_of_row.to(rho.device), atom_rho))
-    return torch.stack(out, dim=3)
+        rho = atom_rho.new_zeros((n_systems * k,) + atom_rho.shape[1:])
+        out.append(rho.index_add(0, slot, atom_rho))
+    return torch.stack(out, dim=3).unflatten(0, (n_systems, k))
 
 
 def compute_pair_spectrum(

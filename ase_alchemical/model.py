@@ -77,6 +77,13 @@ class AlchemicalKRR:
         Exponent of the polynomial kernel.
     normalization
         Structure features: ``"normalized"`` (unit norm) or ``"mean"`` (per atom).
+    center_resolved
+        Keep the power spectrum apart by the (compressed) species of the central atom
+        (see :class:`~ase_alchemical.compression.AlchemicalCompression`).
+    basis_components
+        Keep this many principal components of the (l, n, n') channels of the pair
+        spectrum (from the training set, before any U): a fixed linear map that shortens
+        every feature vector and so every kernel evaluation. ``None``: keep all.
     regularizer
         KRR regulariser, relative to the mean kernel diagonal (the starting value when
         ``learn_regularizer``).
@@ -95,10 +102,11 @@ class AlchemicalKRR:
     n_steps
         Adam steps on U (0 keeps the initial U).
     step_train_size
-        Training structures used in each optimization step: a fresh random subset
-        (always containing the support points) per step, which makes a step cost
-        independent of the training-set size. ``None``: all, every step. The final
-        weights are always solved on the whole training set.
+        Training structures used in each optimization step: a fresh random subset per
+        step (containing the support points with the sparse solver; all of it is solved
+        on with the full solver), which makes a step cost independent of the training-set
+        size. ``None``: all, every step. The final weights are always solved on the whole
+        training set.
     learning_rate
         Adam learning rate.
     init
@@ -120,6 +128,8 @@ class AlchemicalKRR:
         hypers: dict | None = None,
         zeta: int = 2,
         normalization: str = "normalized",
+        center_resolved: bool = False,
+        basis_components: int | None = None,
         regularizer: float = 1e-3,
         learn_regularizer: bool = True,
         solver: str = "sparse",
@@ -138,6 +148,8 @@ class AlchemicalKRR:
         self.hypers = hypers
         self.zeta = zeta
         self.normalization = normalization
+        self.center_resolved = center_resolved
+        self.basis_components = basis_components
         self.regularizer = regularizer
         self.learn_regularizer = learn_regularizer
         self.solver = solver
@@ -154,7 +166,8 @@ class AlchemicalKRR:
 
     # ------------------------------------------------------------------ parameters
     _PARAMS = (
-        "d_j", "hypers", "zeta", "normalization", "regularizer", "learn_regularizer", "solver",
+        "d_j", "hypers", "zeta", "normalization", "center_resolved",
+        "basis_components", "regularizer", "learn_regularizer", "solver",
         "n_support", "gradient_flow", "n_steps", "step_train_size", "learning_rate", "init",
         "seed", "batch_size",
     )  # fmt: skip
@@ -176,6 +189,8 @@ class AlchemicalKRR:
             raise ValueError(f"solver must be one of {SOLVERS}")
         if int(self.zeta) != self.zeta or self.zeta < 1:
             raise ValueError(f"zeta must be a positive integer, got {self.zeta}")
+        if self.basis_components is not None and int(self.basis_components) < 1:
+            raise ValueError(f"basis_components must be >= 1 or None, got {self.basis_components}")
         if not self.regularizer > 0:
             raise ValueError(f"regularizer must be > 0, got {self.regularizer}")
         if self.learn_regularizer and self.gradient_flow == "detach":
@@ -201,6 +216,25 @@ class AlchemicalKRR:
             batch_size=self.batch_size,
             progress=self.progress if progress is None else progress,
         ).to(self._device)
+
+    def _project(self, spectrum: PairSpectrum) -> PairSpectrum:
+        """Apply the fitted (l, n, n') projection (identity when there is none)."""
+        if getattr(self, "projection_", None) is None:
+            return spectrum
+        p = self.projection_
+        values = spectrum.values.flatten(-3) if spectrum.values.dim() == 7 else spectrum.values
+        return PairSpectrum(values.to(p.dtype) @ p, spectrum.numbers, spectrum.n_atoms)
+
+    def _fit_projection(self, spectrum: PairSpectrum) -> None:
+        """Leading eigenvectors of the uncentred second moment of the (l, n, n') channels."""
+        self.projection_ = None
+        if self.basis_components is None:
+            return
+        v = spectrum.values.flatten(-3)
+        v = v.reshape(-1, v.shape[-1])
+        n = min(int(self.basis_components), v.shape[1])
+        _, vectors = torch.linalg.eigh(v.T @ v)
+        self.projection_ = vectors[:, -n:].flip(1).contiguous()
 
     def _features(self, spectrum: PairSpectrum) -> torch.Tensor:
         return structure_features(self.compression_(spectrum), spectrum.n_atoms, self.normalization)
@@ -275,16 +309,20 @@ class AlchemicalKRR:
             y_o = (
                 torch.as_tensor(_energies(opt), device=self._device) / rho_o.n_atoms - self.y_mean_
             ) / self.y_std_
+        self._fit_projection(rho_t)
+        rho_t = self._project(rho_t)
+        if optimize:
+            rho_o = self._project(rho_o)
         d_j = len(species) if self.d_j is None else self.d_j
-        self.compression_ = AlchemicalCompression(species, d_j, self.init, self.seed).to(
-            self._device
-        )
+        self.compression_ = AlchemicalCompression(
+            species, d_j, self.init, self.seed, bool(self.center_resolved)
+        ).to(self._device)
         n_support = len(train) if self.solver == "full" else min(self.n_support, len(train))
         if self.solver == "full":
             self.support_index_ = torch.arange(len(train), device=self._device)
         else:
             with torch.no_grad():  # FPS on randomly projected features, built in chunks
-                n_feat = self.compression_.n_features(*_basis_shape(self._hypers))
+                n_feat = self._features(rho_t[:1]).shape[1]
                 proj = random_projection(n_feat, 256, self.seed).to(self._device)
                 x0 = self._map_chunks(rho_t, lambda x: x @ proj if n_feat > 256 else x)
             self.support_index_ = farthest_point_sampling(x0, n_support).to(self._device)
@@ -387,7 +425,12 @@ class AlchemicalKRR:
         bar = tqdm(range(self.n_steps), desc="optimizing U", disable=not self.progress)
         for step in bar:
             optimizer.zero_grad()
-            if subsample:
+            if subsample and self.solver == "full":
+                # a fresh random subset, all of it support points of this step's solve
+                idx = torch.randperm(n, generator=generator)[: int(self.step_train_size)]
+                idx = idx.to(sup.device)
+                rho_s, y_s, sup_s = rho_t[idx], y_t[idx], torch.arange(len(idx), device=sup.device)
+            elif subsample:
                 pick = others[
                     torch.randperm(len(others), generator=generator)[:n_extra].to(sup.device)
                 ]
@@ -431,6 +474,8 @@ class AlchemicalKRR:
         self.compression_.to(device=self._device, dtype=dtype)
         self.weights_ = self.weights_.to(device=self._device, dtype=dtype)
         self.support_features_ = self.support_features_.to(device=self._device, dtype=dtype)
+        if self.projection_ is not None:
+            self.projection_ = self.projection_.to(device=self._device, dtype=dtype)
         return self
 
     @property
@@ -448,9 +493,8 @@ class AlchemicalKRR:
     def predict_from_spectrum(self, spectrum: PairSpectrum) -> torch.Tensor:
         """Per-atom energies (eV/atom) from precomputed spectra, as a torch tensor."""
         self._check_fitted()
-        k = self._map_chunks(
-            spectrum.to(self._device), lambda x: self._kernel(x, self.support_features_)
-        )
+        spectrum = self._project(spectrum.to(self._device))
+        k = self._map_chunks(spectrum, lambda x: self._kernel(x, self.support_features_))
         return (k @ self.weights_) * self.y_std_ + self.y_mean_
 
     def energy_and_derivatives(
@@ -529,6 +573,7 @@ class AlchemicalKRR:
             "U": self.compression_.U.detach().cpu().clone(),
             "weights": self.weights_.detach().cpu().clone(),
             "regularizer": self.regularizer_,
+            "projection": None if self.projection_ is None else self.projection_.cpu().clone(),
             "y_mean": self.y_mean_,
             "y_std": self.y_std_,
             "support": {
@@ -604,12 +649,17 @@ def load_model(path: str | os.PathLike, device: str | torch.device | None = None
         if params.get("init") == "array":
             params["init"] = "elements"
         params["hypers"] = json.loads(state["hypers"])
+        params.setdefault("center_resolved", False)  # files written before the option
         model = AlchemicalKRR(**params, device=device)
         u = state["U"]
-        model.compression_ = AlchemicalCompression(state["species"], u.shape[1], u)
+        model.compression_ = AlchemicalCompression(
+            state["species"], u.shape[1], u, center_resolved=model.center_resolved
+        )
         model.compression_.to(model._device)
         model.weights_ = state["weights"].to(model._device)
         model.regularizer_ = float(state["regularizer"])
+        projection = state.get("projection")
+        model.projection_ = None if projection is None else projection.to(model._device)
         model.y_mean_ = float(state["y_mean"])
         model.y_std_ = float(state["y_std"])
         model.support_ = _support_from_state(state["support"])
@@ -620,7 +670,7 @@ def load_model(path: str | os.PathLike, device: str | torch.device | None = None
     _basis_shape(model._hypers)
     with torch.no_grad():
         model.support_features_ = model._features(
-            model.pair_spectrum(model.support_, progress=False)
+            model._project(model.pair_spectrum(model.support_, progress=False))
         )
     if model.support_features_.shape[0] != model.weights_.shape[0]:
         raise ModelFileError(

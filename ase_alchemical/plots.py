@@ -73,22 +73,43 @@ def plot_elements(model_or_u, species=None, components=(0, 1), ax=None):
     return ax
 
 
-def plot_periodic_table(model_or_u, species=None, component: int = 0, ax=None, cmap="RdBu_r"):
-    """Periodic table with each known element coloured by one aligned coordinate of U."""
+def plot_periodic_table(model_or_u, species=None, component: int | str = 0, ax=None, cmap="RdBu_r"):
+    """Periodic table with each known element coloured by its aligned U coordinates.
+
+    Parameters
+    ----------
+    model_or_u, species
+        As in :func:`plot_elements`.
+    component
+        An aligned coordinate (int, coloured with ``cmap``), or ``"rgb"``: the first three
+        aligned coordinates as red, green and blue (the style of Willatt et al. 2018;
+        missing coordinates are held at mid-scale).
+    ax
+        Matplotlib axes (default: a new figure).
+    """
     import matplotlib.pyplot as plt
 
     u, species = _u_and_species(model_or_u, species)
-    a = aligned_u(u)[:, component]
+    aligned = aligned_u(u)
     if ax is None:
         _, ax = plt.subplots(figsize=(10, 4.5))
-    norm = plt.Normalize(-1, 1)
-    colormap = plt.get_cmap(cmap)
-    for z, value in zip(species, a):
+    if component == "rgb":
+        rgb = np.full((len(species), 3), 0.5)
+        k = min(3, aligned.shape[1])
+        rgb[:, :k] = (aligned[:, :k] + 1.0) / 2.0
+        colours = [tuple(c) for c in rgb]
+        dark = [0.299 * r + 0.587 * g + 0.114 * b < 0.5 for r, g, b in rgb]
+    else:
+        norm = plt.Normalize(-1, 1)
+        colormap = plt.get_cmap(cmap)
+        values = aligned[:, int(component)]
+        colours = [colormap(norm(v)) for v in values]
+        dark = [abs(v) > 0.6 for v in values]
+    for z, colour, is_dark in zip(species, colours, dark):
         period, group = periodic_table_position(int(z))
-        ax.add_patch(plt.Rectangle((group - 0.5, period - 0.5), 0.95, 0.95,
-                                   color=colormap(norm(value))))  # fmt: skip
+        ax.add_patch(plt.Rectangle((group - 0.5, period - 0.5), 0.95, 0.95, color=colour))
         ax.text(group - 0.02, period - 0.02, chemical_symbols[int(z)], ha="center", va="center",
-                fontsize=10, color="white" if abs(value) > 0.6 else "black")  # fmt: skip
+                fontsize=10, color="white" if is_dark else "black")  # fmt: skip
     ax.set_xlim(0.4, 18.6)
     ax.set_ylim(7.6, 0.4)
     ax.set_xticks(range(1, 19))
@@ -96,9 +117,10 @@ def plot_periodic_table(model_or_u, species=None, component: int = 0, ax=None, c
     ax.set_xlabel("group")
     ax.set_ylabel("period")
     ax.set_aspect("equal")
-    mappable = plt.cm.ScalarMappable(norm=norm, cmap=colormap)
-    ax.figure.colorbar(mappable, ax=ax, label=f"aligned U coordinate {component + 1}",
-                       shrink=0.8)  # fmt: skip
+    if component != "rgb":
+        mappable = plt.cm.ScalarMappable(norm=norm, cmap=colormap)
+        ax.figure.colorbar(mappable, ax=ax, label=f"aligned U coordinate {int(component) + 1}",
+                           shrink=0.8)  # fmt: skip
     return ax
 
 

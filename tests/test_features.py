@@ -1,3 +1,5 @@
+import itertools
+
 import featomic
 import numpy as np
 import pytest
@@ -11,22 +13,25 @@ from ase_alchemical.features import DEFAULT_HYPERS, compute_pair_spectrum, make_
 from ase_alchemical.kernels import structure_features
 
 
-def _identity_features(frames, species):
+def _identity_features(frames, species, center_resolved=False):
     spectrum = compute_pair_spectrum(frames)
-    comp = AlchemicalCompression(species, len(species), "identity")
+    comp = AlchemicalCompression(species, len(species), "identity", center_resolved=center_resolved)
     with torch.no_grad():
         return comp(spectrum).numpy()
 
 
-def test_identity_reproduces_featomic_soap_power_spectrum(crystals):
+@pytest.mark.parametrize("center_resolved", [False, True])
+def test_identity_reproduces_featomic_soap_power_spectrum(crystals, center_resolved):
     """U = identity is plain multi-species SOAP: featomic's SoapPowerSpectrum summed over
-    atoms, up to featomic's (-1)^l / sqrt(2l+1) factor per l. featomic scales the
-    off-diagonal species pairs by sqrt(2) stored in single precision (relative 1.7e-8)."""
+    atoms (over the atoms of each central species when center-resolved), up to
+    featomic's (-1)^l / sqrt(2l+1) factor per l. featomic scales the off-diagonal
+    species pairs by sqrt(2) stored in single precision (relative 1.7e-8)."""
     species = sorted({int(z) for a in crystals for z in a.numbers})
     n = len(species)
-    ours = _identity_features(crystals, species)
+    ours = _identity_features(crystals, species, center_resolved)
     lmax1, nrad = 5, 6
-    ours = ours.reshape(len(crystals), n * (n + 1) // 2, lmax1, nrad, nrad)
+    n_centers = n if center_resolved else 1
+    ours = ours.reshape(len(crystals), n_centers, n * (n + 1) // 2, lmax1, nrad, nrad)
     pair_index = {(species[i], species[j]): p for p, (i, j) in enumerate(zip(*np.triu_indices(n)))}
 
     ps = featomic.SoapPowerSpectrum(**DEFAULT_HYPERS).compute(crystals)
@@ -37,14 +42,19 @@ def test_identity_reproduces_featomic_soap_power_spectrum(crystals):
     names = list(block.properties.names)
     props = np.asarray(block.properties.values)
     systems = np.asarray(block.samples.column("system"))
+    centers = np.asarray(block.samples.column("center_type"))
     checked = 0
-    for s in range(len(crystals)):
-        total = np.asarray(block.values)[systems == s].sum(axis=0)
+    for s, c in itertools.product(range(len(crystals)), range(n_centers)):
+        rows = systems == s
+        if center_resolved:
+            rows &= centers == species[c]
+        total = np.asarray(block.values)[rows].sum(axis=0)
         for k, row in enumerate(props):
             d = dict(zip(names, row))
             ref = total[k] * (-1) ** d["l"] * np.sqrt(2 * d["l"] + 1)
             value = ours[
                 s,
+                c,
                 pair_index[(d["neighbor_1_type"], d["neighbor_2_type"])],
                 d["l"],
                 d["n_1"],
@@ -57,14 +67,15 @@ def test_identity_reproduces_featomic_soap_power_spectrum(crystals):
     assert np.count_nonzero(ours) <= checked
 
 
-def _normalized(frames, species):
+def _normalized(frames, species, center_resolved):
     spectrum = compute_pair_spectrum(frames)
-    comp = AlchemicalCompression(species, 3, "random", seed=1)
+    comp = AlchemicalCompression(species, 3, "random", seed=1, center_resolved=center_resolved)
     with torch.no_grad():
         return structure_features(comp(spectrum), spectrum.n_atoms).numpy(), comp(spectrum).numpy()
 
 
-def test_invariances_rotation_translation_permutation_supercell():
+@pytest.mark.parametrize("center_resolved", [False, True])
+def test_invariances_rotation_translation_permutation_supercell(center_resolved):
     atoms = build_elpasolite("Bi", "Na", "Cs", "Cl")
     atoms.rattle(0.05, seed=2)
     species = [11, 17, 55, 83]
@@ -76,7 +87,7 @@ def test_invariances_rotation_translation_permutation_supercell():
     shifted.translate([0.7, -2.3, 5.1])
     perm = atoms[np.random.default_rng(0).permutation(len(atoms))]
     super_cell = atoms.repeat((2, 2, 2))
-    feats, raw = _normalized([atoms, rotated, shifted, perm, super_cell], species)
+    feats, raw = _normalized([atoms, rotated, shifted, perm, super_cell], species, center_resolved)
     for i in range(1, 5):
         np.testing.assert_allclose(feats[i], feats[0], rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(raw[4], 8 * raw[0], rtol=1e-9, atol=1e-10)
@@ -90,7 +101,7 @@ def test_batching_and_local_relabelling_do_not_change_results(crystals):
     one_by_one = [compute_pair_spectrum([f]) for f in frames]
     for s, single in enumerate(one_by_one):
         k = single.values.shape[1]
-        np.testing.assert_allclose(together.values[s, :k, :k], single.values[0], atol=1e-12)
+        np.testing.assert_allclose(together.values[s, :k, :k, :k], single.values[0], atol=1e-12)
         assert together.values[s, k:].abs().max() == 0 if k < together.values.shape[1] else True
         assert together.numbers[s, :k].tolist() == single.numbers[0].tolist()
     assert together.numbers[-1].tolist() == [1, 8, 0, 0]
@@ -100,7 +111,7 @@ def test_batching_and_local_relabelling_do_not_change_results(crystals):
 def test_make_hypers_shape():
     h = make_hypers(cutoff=4.0, max_radial=3, max_angular=2)
     spectrum = compute_pair_spectrum([build_elpasolite("Al", "Na", "K", "F")], h)
-    assert spectrum.values.shape == (1, 4, 4, 3, 4, 4)
+    assert spectrum.values.shape == (1, 4, 4, 4, 3, 4, 4)
 
 
 H2 = [[0, 0, 0], [1, 0, 0]]

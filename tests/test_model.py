@@ -30,9 +30,11 @@ def synthetic_frames():
     return frames, compute_pair_spectrum(frames, SMALL)
 
 
-def _label(frames, spectrum, u_star, seed=1):
+def _label(frames, spectrum, u_star, seed=1, center_resolved=False):
     """Energies from a linear model on features compressed with a known U*."""
-    teacher = AlchemicalCompression(SPECIES, u_star.shape[1], u_star)
+    teacher = AlchemicalCompression(
+        SPECIES, u_star.shape[1], u_star, center_resolved=center_resolved
+    )
     with torch.no_grad():
         x = structure_features(teacher(spectrum), spectrum.n_atoms)
     w = torch.as_tensor(np.random.default_rng(seed).normal(size=x.shape[1]))
@@ -48,8 +50,9 @@ def test_synthetic_recovery_of_a_known_u(synthetic_frames):
     y = _label(frames, spectrum, u_star)
     train, opt, test = frames[:200], frames[200:300], frames[300:]
     params = dict(
-        d_j=2, hypers=SMALL, zeta=1, solver="full", regularizer=1e-3, init="random", seed=5
-    )
+        d_j=2, hypers=SMALL, zeta=1, solver="full", regularizer=1e-3, init="random", seed=5,
+        center_resolved=False,
+    )  # fmt: skip
     before = AlchemicalKRR(**params, n_steps=0).fit(train, opt).score(test)
     model = AlchemicalKRR(**params, n_steps=120, learning_rate=0.05).fit(train, opt)
     after = model.score(test)
@@ -187,3 +190,27 @@ def test_unfitted_and_bad_params():
         AlchemicalKRR(gradient_flow="sideways").fit(frames)
     with pytest.raises(ValueError, match="no info\\['energy'\\]"):
         AlchemicalKRR().fit([build_elpasolite("Al", "Na", "K", "F")])
+
+
+@pytest.mark.parametrize("center_resolved", [False, True])
+def test_full_basis_projection_changes_nothing_and_survives_save(
+    synthetic_frames, tmp_path, center_resolved
+):
+    """All (l, n, n') components kept = an orthogonal change of basis: dot products, hence
+    kernels and predictions, are unchanged; a truncated one differs but round-trips."""
+    frames = [atoms.copy() for atoms in synthetic_frames[0]]
+    for atoms, z in zip(frames, np.random.default_rng(0).normal(size=len(frames))):
+        atoms.info["energy"] = float(z)
+    n_channels = 3 * 4 * 4  # SMALL: l = 0..2, 4 radial functions
+    # the full solver: no farthest-point sampling, whose random projection is basis-dependent
+    params = dict(d_j=2, hypers=SMALL, n_steps=3, solver="full", center_resolved=center_resolved)
+    plain = AlchemicalKRR(**params).fit(frames[:100], frames[100:150])
+    full = AlchemicalKRR(**params, basis_components=n_channels).fit(frames[:100], frames[100:150])
+    test = frames[300:320]
+    np.testing.assert_allclose(full.predict(test), plain.predict(test), rtol=1e-7, atol=1e-8)
+    short = AlchemicalKRR(**params, basis_components=5).fit(frames[:100], frames[100:150])
+    assert short.projection_.shape == (n_channels, 5)
+    assert not np.allclose(short.predict(test), plain.predict(test))
+    loaded = load_model(short.save(tmp_path / "short.pt"))
+    np.testing.assert_allclose(loaded.predict(test), short.predict(test), rtol=1e-10)
+    assert loaded.center_resolved == center_resolved

@@ -38,3 +38,12 @@ def test_plots_label_every_element():
     assert len(ax.patches) == len(species) and "group" in ax.get_xlabel()
     with pytest.raises(ValueError, match="pass species="):
         plot_elements(u)
+
+
+def test_rgb_periodic_table_colours_follow_aligned_u():
+    species = [3, 11, 19, 9, 17]
+    u = np.random.default_rng(3).normal(size=(len(species), 3))
+    ax = plot_periodic_table(u, species=species, component="rgb")
+    expected = (aligned_u(u) + 1) / 2
+    colours = np.array([p.get_facecolor()[:3] for p in ax.patches])
+    np.testing.assert_allclose(colours, expected, atol=1e-6)

@@ -25,7 +25,7 @@ def test_default_model_is_shipped_small_and_documented(default_calc):
         1000,
         0,
     )
-    assert meta["test_mae_ev_per_atom"] < 0.2
+    assert meta["test_mae_ev_per_atom"] < 0.11
     assert len(default_calc.elements) == 39
 
 

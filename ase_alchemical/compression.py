@@ -202,6 +202,11 @@ class AlchemicalCompression(torch.nn.Module):
         mix = u_s[:, :, None, self._pair_i] * u_s[:, None, :, self._pair_j]
         mix = mix * self._pair_weight.to(u.dtype)  # (S, K, K, n_pairs)
         values = spectrum.values.to(u.dtype)
+        if self.center_resolved and not spectrum.center_resolved:
+            raise ValueError(
+                "this compression is center-resolved but the spectrum was summed over "
+                "centres: compute it with center_resolved=True"
+            )
         if self.center_resolved:  # (S, K, K, K, d_J, n_pairs): centre c -> I, too
             mix = (u_s[:, :, None, None, :, None] * mix[:, None, :, :, None, :]).reshape(
                 s, k**3, -1

@@ -115,9 +115,10 @@ class PairSpectrum:
     Attributes
     ----------
     values
-        ``(S, K, K, K, L, N, N)``: ``rho[s, c, a, b, l, n, n']``, the power spectrum of
-        the neighbour species pair (a, b) summed over the atoms of species c of each
-        structure, for its K local species (padding entries are zero).
+        ``(S, C, K, K, L, N, N)``: ``rho[s, c, a, b, l, n, n']``, the power spectrum of
+        the neighbour species pair (a, b) of each structure's K local species (padding
+        entries are zero), summed over the atoms of central species c
+        (``center_resolved``, C = K) or over all atoms (C = 1).
     numbers
         ``(S, K)`` atomic number of each local species, 0 for padding.
     n_atoms
@@ -127,6 +128,7 @@ class PairSpectrum:
     values: torch.Tensor
     numbers: torch.Tensor
     n_atoms: torch.Tensor
+    center_resolved: bool = False
 
     def __len__(self) -> int:
         return int(self.values.shape[0])
@@ -135,7 +137,9 @@ class PairSpectrum:
         """Select structures (int tensor, slice or list of indices)."""
         if isinstance(index, (list, np.ndarray)):
             index = torch.as_tensor(index, dtype=torch.long)
-        return PairSpectrum(self.values[index], self.numbers[index], self.n_atoms[index])
+        return PairSpectrum(
+            self.values[index], self.numbers[index], self.n_atoms[index], self.center_resolved
+        )
 
     def to(self, device=None, dtype=None) -> PairSpectrum:
         """Copy to a device and/or floating dtype."""
@@ -143,23 +147,29 @@ class PairSpectrum:
             self.values.to(device=device, dtype=dtype),
             self.numbers.to(device=device),
             self.n_atoms.to(device=device),
+            self.center_resolved,
         )
 
     @staticmethod
     def concatenate(parts: Sequence[PairSpectrum]) -> PairSpectrum:
         """Join spectra computed in batches, padding to the largest K."""
-        k = max(p.values.shape[1] for p in parts)
+        k = max(p.values.shape[2] for p in parts)
+        resolved = parts[0].center_resolved
         values, numbers = [], []
         for p in parts:
-            pad = k - p.values.shape[1]
+            pad = k - p.values.shape[2]
             v, z = p.values, p.numbers
             if pad:
-                v = torch.nn.functional.pad(v, (0, 0, 0, 0, 0, 0, 0, pad, 0, pad, 0, pad))
+                pad_c = pad if resolved else 0
+                v = torch.nn.functional.pad(v, (0, 0, 0, 0, 0, 0, 0, pad, 0, pad, 0, pad_c))
                 z = torch.nn.functional.pad(z, (0, pad))
             values.append(v)
             numbers.append(z)
         return PairSpectrum(
-            torch.cat(values), torch.cat(numbers), torch.cat([p.n_atoms for p in parts])
+            torch.cat(values),
+            torch.cat(numbers),
+            torch.cat([p.n_atoms for p in parts]),
+            resolved,
         )
 
 
@@ -257,8 +267,12 @@ def _pair_spectrum_from_tensormap(
     dtype: torch.dtype,
     device: torch.device | str = "cpu",
     block_values: list[torch.Tensor] | None = None,
+    center_resolved: bool = False,
 ) -> torch.Tensor:
-    """Reduce a featomic spherical-expansion TensorMap to rho (S, K, K, K, L, N, N).
+    """Reduce a featomic spherical-expansion TensorMap to rho (S, C, K, K, L, N, N).
+
+    C = K slots per structure, one per central species, with ``center_resolved``;
+    otherwise C = 1 (every atom adds to its structure's one slot: 1/K of the memory).
 
     ``block_values`` replaces the blocks' values (e.g. by leaf tensors that require
     gradients); the reduction is differentiable with respect to them.
@@ -292,15 +306,17 @@ def _pair_spectrum_from_tensormap(
         torch.arange(n_systems, device=atom_offset.device),
         torch.diff(atom_offset, append=atom_offset.new_tensor([n_rows])),
     )
-    # each atom adds to the (structure, its own local type) slot: center-resolved
-    slot = system_of_row.to(device) * k + center_of_row
+    n_slots = k if center_resolved else 1
+    slot = system_of_row.to(device) * n_slots
+    if center_resolved:  # each atom adds to the (structure, its own local type) slot
+        slot = slot + center_of_row
     out = []
     for dense in per_l:
         # sum over m inside each atom, then over the atoms of each structure and type
         atom_rho = torch.einsum("iamn,ibmk->iabnk", dense, dense)
-        rho = atom_rho.new_zeros((n_systems * k,) + atom_rho.shape[1:])
+        rho = atom_rho.new_zeros((n_systems * n_slots,) + atom_rho.shape[1:])
         out.append(rho.index_add(0, slot, atom_rho))
-    return torch.stack(out, dim=3).unflatten(0, (n_systems, k))
+    return torch.stack(out, dim=3).unflatten(0, (n_systems, n_slots))
 
 
 def compute_pair_spectrum(
@@ -309,6 +325,7 @@ def compute_pair_spectrum(
     batch_size: int = 100,
     progress: bool = False,
     dtype: torch.dtype = torch.float64,
+    center_resolved: bool = False,
 ) -> PairSpectrum:
     """Compute species-pair spectra of structures with featomic (no gradients).
 
@@ -324,6 +341,9 @@ def compute_pair_spectrum(
         Show a tqdm progress bar.
     dtype
         Floating dtype of the result.
+    center_resolved
+        Keep the sums over the atoms of each central species apart (needed by a
+        center-resolved compression; K times the memory).
 
     Returns
     -------
@@ -343,9 +363,10 @@ def compute_pair_spectrum(
         offset = torch.cumsum(n_atoms, 0) - n_atoms
         tensormap = calculator.compute(relabelled)
         values = _pair_spectrum_from_tensormap(
-            tensormap, offset, int(n_atoms.sum()), len(batch), z.shape[1], lmax1, n_radial, dtype
-        )
-        parts.append(PairSpectrum(values, z, n_atoms))
+            tensormap, offset, int(n_atoms.sum()), len(batch), z.shape[1], lmax1, n_radial, dtype,
+            center_resolved=center_resolved,
+        )  # fmt: skip
+        parts.append(PairSpectrum(values, z, n_atoms, center_resolved))
         bar.update(len(batch))
     bar.close()
     return PairSpectrum.concatenate(parts)
@@ -410,6 +431,7 @@ def differentiable_pair_spectrum(
     hypers: dict | None = None,
     dtype: torch.dtype = torch.float64,
     device: torch.device | str = "cpu",
+    center_resolved: bool = False,
 ) -> tuple[PairSpectrum, GeometryGradients]:
     """Species-pair spectra whose derivatives with respect to geometry are available.
 
@@ -437,7 +459,7 @@ def differentiable_pair_spectrum(
     offset = torch.cumsum(n_atoms, 0) - n_atoms
     values = _pair_spectrum_from_tensormap(
         tensormap, offset, int(n_atoms.sum()), len(frames), z.shape[1], lmax1, n_radial, dtype,
-        device, block_values=leaves,
+        device, block_values=leaves, center_resolved=center_resolved,
     )  # fmt: skip
     grads = GeometryGradients(tensormap, leaves, offset, n_atoms, with_strain, device, dtype)
-    return PairSpectrum(values, z, n_atoms), grads
+    return PairSpectrum(values, z, n_atoms, center_resolved), grads

@@ -215,6 +215,7 @@ class AlchemicalKRR:
             self._hypers,
             batch_size=self.batch_size,
             progress=self.progress if progress is None else progress,
+            center_resolved=bool(self.center_resolved),
         ).to(self._device)
 
     def _project(self, spectrum: PairSpectrum) -> PairSpectrum:
@@ -223,7 +224,9 @@ class AlchemicalKRR:
             return spectrum
         p = self.projection_
         values = spectrum.values.flatten(-3) if spectrum.values.dim() == 7 else spectrum.values
-        return PairSpectrum(values.to(p.dtype) @ p, spectrum.numbers, spectrum.n_atoms)
+        return PairSpectrum(
+            values.to(p.dtype) @ p, spectrum.numbers, spectrum.n_atoms, spectrum.center_resolved
+        )
 
     def _fit_projection(self, spectrum: PairSpectrum) -> None:
         """Leading eigenvectors of the uncentred second moment of the (l, n, n') channels."""
@@ -519,8 +522,9 @@ class AlchemicalKRR:
         self._check_fitted()
         frames = [frames] if isinstance(frames, Atoms) else list(frames)
         spectrum, geometry = differentiable_pair_spectrum(
-            frames, self._hypers, dtype=self.weights_.dtype, device=self._device
-        )
+            frames, self._hypers, dtype=self.weights_.dtype, device=self._device,
+            center_resolved=bool(self.center_resolved),
+        )  # fmt: skip
         energies = self.predict_from_spectrum(spectrum) * spectrum.n_atoms
         gradients, virials = geometry.backward(energies.sum())
         return energies.detach().cpu().numpy(), gradients, virials

@@ -21,7 +21,6 @@ from .datasets import (
     load_elpasolites,
     split,
 )
-from .features import compute_pair_spectrum
 from .model import AlchemicalKRR
 
 __all__ = ["evaluate_on_test_split", "train_elpasolite_model"]
@@ -76,7 +75,7 @@ def train_elpasolite_model(
     model.fit(train, opt if n_opt > 0 else None)
     fit_time = time.perf_counter() - t0
     t0 = time.perf_counter()
-    test_spectrum = compute_pair_spectrum(test, model._hypers, progress=model.progress)
+    test_spectrum = model.pair_spectrum(test)
     pred = model.predict_from_spectrum(test_spectrum).detach().cpu().numpy()
     predict_time = time.perf_counter() - t0
     ref = np.array([a.info["energy"] / len(a) for a in test])

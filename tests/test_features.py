@@ -14,7 +14,7 @@ from ase_alchemical.kernels import structure_features
 
 
 def _identity_features(frames, species, center_resolved=False):
-    spectrum = compute_pair_spectrum(frames)
+    spectrum = compute_pair_spectrum(frames, center_resolved=center_resolved)
     comp = AlchemicalCompression(species, len(species), "identity", center_resolved=center_resolved)
     with torch.no_grad():
         return comp(spectrum).numpy()
@@ -68,7 +68,7 @@ def test_identity_reproduces_featomic_soap_power_spectrum(crystals, center_resol
 
 
 def _normalized(frames, species, center_resolved):
-    spectrum = compute_pair_spectrum(frames)
+    spectrum = compute_pair_spectrum(frames, center_resolved=center_resolved)
     comp = AlchemicalCompression(species, 3, "random", seed=1, center_resolved=center_resolved)
     with torch.no_grad():
         return structure_features(comp(spectrum), spectrum.n_atoms).numpy(), comp(spectrum).numpy()
@@ -97,8 +97,8 @@ def test_invariances_rotation_translation_permutation_supercell(center_resolved)
 def test_batching_and_local_relabelling_do_not_change_results(crystals):
     extra = Atoms("H2O", positions=[[0, 0, 0], [0.96, 0, 0], [-0.24, 0.93, 0]])
     frames = crystals + [extra]
-    together = compute_pair_spectrum(frames, batch_size=10)
-    one_by_one = [compute_pair_spectrum([f]) for f in frames]
+    together = compute_pair_spectrum(frames, batch_size=10, center_resolved=True)
+    one_by_one = [compute_pair_spectrum([f], center_resolved=True) for f in frames]
     for s, single in enumerate(one_by_one):
         k = single.values.shape[1]
         np.testing.assert_allclose(together.values[s, :k, :k, :k], single.values[0], atol=1e-12)
@@ -108,9 +108,21 @@ def test_batching_and_local_relabelling_do_not_change_results(crystals):
     assert together.n_atoms.tolist() == [10, 10, 10, 10, 3]
 
 
+def test_summed_spectrum_is_the_sum_over_centres(crystals):
+    resolved = compute_pair_spectrum(crystals, center_resolved=True)
+    summed = compute_pair_spectrum(crystals)
+    assert summed.values.shape[1] == 1 and not summed.center_resolved
+    np.testing.assert_allclose(summed.values[:, 0], resolved.values.sum(1), atol=1e-12)
+    comp = AlchemicalCompression([9, 11, 13, 19], 2, "random", center_resolved=True)
+    with pytest.raises(ValueError, match="compute it with center_resolved=True"):
+        comp(compute_pair_spectrum(crystals[:1]))
+
+
 def test_make_hypers_shape():
     h = make_hypers(cutoff=4.0, max_radial=3, max_angular=2)
-    spectrum = compute_pair_spectrum([build_elpasolite("Al", "Na", "K", "F")], h)
+    spectrum = compute_pair_spectrum(
+        [build_elpasolite("Al", "Na", "K", "F")], h, center_resolved=True
+    )
     assert spectrum.values.shape == (1, 4, 4, 4, 3, 4, 4)
 
 

@@ -30,11 +30,9 @@ def synthetic_frames():
     return frames, compute_pair_spectrum(frames, SMALL)
 
 
-def _label(frames, spectrum, u_star, seed=1, center_resolved=False):
+def _label(frames, spectrum, u_star, seed=1):
     """Energies from a linear model on features compressed with a known U*."""
-    teacher = AlchemicalCompression(
-        SPECIES, u_star.shape[1], u_star, center_resolved=center_resolved
-    )
+    teacher = AlchemicalCompression(SPECIES, u_star.shape[1], u_star)
     with torch.no_grad():
         x = structure_features(teacher(spectrum), spectrum.n_atoms)
     w = torch.as_tensor(np.random.default_rng(seed).normal(size=x.shape[1]))

@@ -186,6 +186,8 @@ def test_unfitted_and_bad_params():
     frames[0].info["energy"] = -1.0
     with pytest.raises(ValueError, match="gradient_flow"):
         AlchemicalKRR(gradient_flow="sideways").fit(frames)
+    with pytest.raises(ValueError, match="basis_components must be >= 1"):
+        AlchemicalKRR(basis_components=0).fit(frames)
     with pytest.raises(ValueError, match="no info\\['energy'\\]"):
         AlchemicalKRR().fit([build_elpasolite("Al", "Na", "K", "F")])
 

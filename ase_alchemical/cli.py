@@ -24,12 +24,27 @@ Typical use:
   ase-alchemical evaluate model.pt               # MAE/RMSE on the held-out test split
   ase-alchemical predict model.pt crystals.xyz   # energies of your own structures
   ase-alchemical energy --elpasolite Al,Na,K,F   # the shipped default model
+  ase-alchemical screen --out candidates.csv     # all ~1M elpasolites, resumable
 
 Data are read from --data, else $ASE_ALCHEMICAL_DATA, else the user cache.
 """
 
 
+_UNCERTAINTY_HELP = (
+    "also write the predicted standard deviation of each energy (Gaussian-process "
+    "variance of the model, calibrated on its optimization set)"
+)
+
+
 def _add_train(sub) -> None:
+    from .features import DEFAULT_HYPERS
+
+    basis = DEFAULT_HYPERS["basis"]
+    scaling = DEFAULT_HYPERS["density"].get("scaling")
+    default_scaling = (
+        "none" if scaling is None
+        else f"{scaling['rate']:g},{scaling['scale']:g},{scaling['exponent']:d}"
+    )  # fmt: skip
     p = sub.add_parser(
         "train",
         help="fit a model on the elpasolite data and save it",
@@ -39,7 +54,7 @@ def _add_train(sub) -> None:
     )
     p.add_argument("--d-j", type=int, default=4, help="number of pseudo-elements")
     p.add_argument("--n-train", type=int, default=6000, help="training-set size (KRR solve)")
-    p.add_argument("--n-opt", type=int, default=1000, help="optimization-set size (loss for U)")
+    p.add_argument("--n-opt", type=int, default=2000, help="optimization-set size (loss for U)")
     p.add_argument("--n-test", type=int, default=1000, help="held-out test-set size")
     p.add_argument("--split-seed", type=int, default=0, help="seed of the data split")
     p.add_argument("--steps", type=int, default=250, help="Adam steps on U")
@@ -60,20 +75,50 @@ def _add_train(sub) -> None:
     p.add_argument("--normalization", choices=["normalized", "mean"], default="normalized")
     p.add_argument("--init", choices=["elements", "random"], default="elements", help="initial U")
     p.add_argument("--seed", type=int, default=0, help="seed of the random initial U")
-    p.add_argument("--cutoff", type=float, default=4.0, help="SOAP cutoff (Angstrom)")
-    p.add_argument("--max-radial", type=int, default=5, help="largest radial index")
-    p.add_argument("--max-angular", type=int, default=4, help="largest angular momentum")
+    p.add_argument(
+        "--cutoff",
+        type=float,
+        default=DEFAULT_HYPERS["cutoff"]["radius"],
+        help="SOAP cutoff (Angstrom)",
+    )
+    p.add_argument(
+        "--radial-scaling", default=default_scaling, metavar="C,R0,M",
+        help="density scaling u(r) = c / (c + (r/r0)^m) (Willatt et al. 2018), or 'none'",
+    )  # fmt: skip
+    p.add_argument(
+        "--max-radial", type=int, default=basis["radial"]["max_radial"], help="largest radial index"
+    )
+    p.add_argument(
+        "--max-angular", type=int, default=basis["max_angular"], help="largest angular momentum"
+    )
     p.add_argument("--data", default=None, help="elpasolites.csv / train_set.pkl or its folder")
     p.add_argument("--device", default=None, help="torch device, e.g. cuda")
     p.add_argument("--out", default="model.pt", help="model file to write")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+def _scaling(text: str) -> dict | None:
+    """``"c,r0,m"`` -> featomic's Willatt2018 scaling dict; ``"none"`` -> None."""
+    if text.strip().lower() == "none":
+        return None
+    try:
+        rate, scale, exponent = (float(v) for v in text.split(","))
+    except ValueError:
+        raise ValueError(
+            f"--radial-scaling takes C,R0,M (e.g. 1,3,6) or none, got {text!r}"
+        ) from None
+    if exponent != int(exponent):
+        raise ValueError(f"--radial-scaling: the exponent m must be an integer, got {exponent}")
+    return {"type": "Willatt2018", "rate": rate, "scale": scale, "exponent": int(exponent)}
+
+
 def _cmd_train(args) -> int:
     from .features import make_hypers
     from .training import train_elpasolite_model
 
-    hypers = make_hypers(args.cutoff, args.max_radial, args.max_angular)
+    hypers = make_hypers(
+        args.cutoff, args.max_radial, args.max_angular, scaling=_scaling(args.radial_scaling)
+    )
     _, report = train_elpasolite_model(
         n_train=args.n_train, n_opt=args.n_opt, n_test=args.n_test,
         split_seed=args.split_seed, data=args.data, out=args.out,
@@ -111,18 +156,26 @@ def _cmd_predict(args) -> int:
 
     model = load_model(args.model, device=args.device)
     frames = ase.io.read(args.structures, index=":")
-    _write_energies(frames, model.predict(frames), args.out)
+    if args.uncertainty:
+        energies, stds = model.predict(frames, return_std=True)
+    else:
+        energies, stds = model.predict(frames), None
+    _write_energies(frames, energies, args.out, stds=stds)
     return 0
 
 
-def _write_energies(frames, energies, out, max_forces=None) -> None:
-    """CSV of energies (and largest forces) to ``out`` (atomically) or standard output."""
+def _write_energies(frames, energies, out, max_forces=None, stds=None) -> None:
+    """CSV of energies (uncertainties, largest forces) to ``out`` (atomically) or stdout."""
     buf = io.StringIO()
     writer = csv.writer(buf)
     header = ["index", "formula", "n_atoms", "energy_ev", "energy_ev_per_atom"]
+    if stds is not None:
+        header += ["energy_std_ev", "energy_std_ev_per_atom"]
     writer.writerow(header + (["max_force_ev_per_a"] if max_forces is not None else []))
     for i, (atoms, e) in enumerate(zip(frames, energies)):
         row = [i, atoms.get_chemical_formula(), len(atoms), f"{e:.6f}", f"{e / len(atoms):.6f}"]
+        if stds is not None:
+            row += [f"{stds[i]:.6f}", f"{stds[i] / len(atoms):.6f}"]
         if max_forces is not None:
             row.append(f"{max_forces[i]:.6f}")
         writer.writerow(row)
@@ -156,7 +209,42 @@ def _cmd_energy(args) -> int:
         for atoms in frames:
             atoms.calc = calc
             max_forces.append(float(abs(atoms.get_forces()).max()))
-    _write_energies(frames, calc.get_energies(frames), args.out, max_forces)
+    if args.uncertainty:
+        energies, stds = calc.get_energies(frames, return_std=True)
+    else:
+        energies, stds = calc.get_energies(frames), None
+    _write_energies(frames, energies, args.out, max_forces, stds)
+    return 0
+
+
+def _cmd_screen(args) -> int:
+    import torch
+
+    from .calculator import resolve_model
+    from .screening import screen_elpasolites
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    model = resolve_model(args.model, device)
+    elements = args.elements.split(",") if args.elements else None
+    result = screen_elpasolites(
+        model, args.out, elements, uncertainty=not args.no_uncertainty,
+        chunk_size=args.chunk_size, top=args.top, overwrite=args.overwrite,
+        progress=not args.quiet,
+    )  # fmt: skip
+    print(
+        f"{result['n_compositions']} compositions ({result['n_geometries']} distinct "
+        f"prototype geometries); {result['n_structures_this_call']} structures predicted in "
+        f"{result['seconds']:.0f} s ({result['throughput']:.0f} structures/s)"
+    )
+    print(f"wrote {result['path']}")
+    if result.get("best"):
+        print("lowest predicted formation energies (eV/atom):")
+        for row in result["best"]:
+            sigma = f" +- {float(row['std_ev_per_atom']):.3f}" if "std_ev_per_atom" in row else ""
+            print(
+                f"  {row['A']}{row['B']}{row['C']}2{row['D']}6  "
+                f"{float(row['energy_ev_per_atom']):8.4f}{sigma}"
+            )
     return 0
 
 
@@ -201,6 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("structures", help="any file ase.io.read understands, e.g. extended XYZ")
     p.add_argument("--out", default=None, help="CSV file (default: standard output)")
     p.add_argument("--device", default=None, help="torch device")
+    p.add_argument("--uncertainty", action="store_true", help=_UNCERTAINTY_HELP)
     p = sub.add_parser(
         "energy",
         help="energies (and forces) with the shipped default model or another one",
@@ -217,8 +306,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--model", default=None, help="shipped model name or model file")
     p.add_argument("--forces", action="store_true", help="also report the largest force")
+    p.add_argument("--uncertainty", action="store_true", help=_UNCERTAINTY_HELP)
     p.add_argument("--out", default=None, help="CSV file (default: standard output)")
     p.add_argument("--device", default=None, help="torch device (default: CUDA if available)")
+    p = sub.add_parser(
+        "screen",
+        help="predict every elpasolite ABC2D6 over a set of elements (CSV, resumable)",
+        description="Enumerate all ABC2D6 crystals of four different elements (A/B pairs "
+        "once), predict their formation energies on the prototype geometry and stream them "
+        "to a CSV. An interrupted screen resumes when run again with the same arguments.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--model", default=None, help="shipped model name or model file (default model)")
+    p.add_argument(
+        "--elements", default=None, help="comma-separated symbols (default: all the model knows)"
+    )
+    p.add_argument("--out", default="candidates.csv", help="CSV to write")
+    p.add_argument("--no-uncertainty", action="store_true", help="skip the standard deviations")
+    p.add_argument("--chunk-size", type=int, default=10000, help="compositions per checkpoint")
+    p.add_argument("--top", type=int, default=20, help="lowest-energy candidates to print")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    p.add_argument("--device", default=None, help="torch device (default: CUDA if available)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
     p = sub.add_parser("info", help="hyperparameters and provenance of a model file")
     p.add_argument("model", help="model file")
     p = sub.add_parser("fetch-data", help="download the elpasolite data (checksum-verified)")
@@ -231,6 +340,7 @@ _COMMANDS = {
     "evaluate": _cmd_evaluate,
     "predict": _cmd_predict,
     "energy": _cmd_energy,
+    "screen": _cmd_screen,
     "info": _cmd_info,
     "fetch-data": _cmd_fetch,
 }
@@ -245,7 +355,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return _COMMANDS[args.command](args)
-    except (ValueError, FileNotFoundError, RuntimeError) as e:
+    except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as e:
         # expected user errors (bad file, unknown element, missing data): one clear line
         print(f"ase-alchemical {args.command}: error: {e}", file=sys.stderr)
         return 1

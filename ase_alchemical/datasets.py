@@ -31,7 +31,10 @@ __all__ = [
     "ELPASOLITE_PKL_SHA256",
     "ELPASOLITE_PKL_URL",
     "DataNotFoundError",
+    "GEOMETRY_RULES",
     "build_elpasolite",
+    "elpasolite_cell",
+    "elpasolite_geometry",
     "elpasolite_cache_dir",
     "fetch_elpasolites",
     "load_elpasolite_table",
@@ -60,39 +63,37 @@ class DataNotFoundError(FileNotFoundError):
 
 
 # --------------------------------------------------------------------------- geometry
-def build_elpasolite(a_site: str, b_site: str, c_site: str, d_site: str) -> Atoms:
-    """Build the 10-atom primitive cell of the elpasolite ABC2D6 on the ideal prototype.
+#: Geometry rules of the prototype: "hard-sphere" (the data README's rule, the default),
+#: "octahedral" (lattice constant from the A-D and B-D contacts only) and "fixed"
+#: (a = 8 Å, x = 1/4 for every crystal: composition only).
+GEOMETRY_RULES = ("hard-sphere", "octahedral", "fixed")
 
-    Space group Fm-3m (225): A on 4a (0,0,0), B on 4b (1/2,1/2,1/2), C on 8c
-    (1/4,1/4,1/4), D on 24e (x,0,0). Sizes follow the hard-sphere rule of the data
-    README, from ASE's covalent radii r::
 
-        d_AD = r_A + r_D,  d_BD = r_B + r_D,  s = r_C + r_D
-        a = max(2 (d_AD + d_BD), 4/3 (d_AD + sqrt(max(3 s^2 - 2 d_AD^2, 0))))
-        x = d_AD / a
+def elpasolite_geometry(r_a, r_b, r_c, r_d, rule: str = "hard-sphere"):
+    """Lattice constant ``a`` (Å) and D-site parameter ``x`` of the prototype.
 
-    Parameters
-    ----------
-    a_site, b_site, c_site, d_site
-        Element symbols of the A, B, C and D sites (e.g. ``"Al", "Na", "K", "F"`` for
-        the prototype K2NaAlF6).
-
-    Returns
-    -------
-    ase.Atoms
-        Periodic primitive fcc cell, atoms ordered A, B, C, C, D x 6; ``info`` holds the
-        lattice constant ``"a"``, ``"x"`` and the ``"sites"``.
+    Works element-wise on arrays of radii (used to enumerate millions of compositions)
+    as on scalars; :func:`build_elpasolite` documents the rules.
     """
-    symbols = [a_site, b_site, c_site, d_site]
-    for s in symbols:
-        if s not in atomic_numbers or s == "X":
-            raise ValueError(f"unknown element symbol {s!r} in elpasolite {symbols}")
-    r_a, r_b, r_c, r_d = (covalent_radii[atomic_numbers[s]] for s in symbols)
+    if rule not in GEOMETRY_RULES:
+        raise ValueError(f"unknown geometry rule {rule!r}; use one of {GEOMETRY_RULES}")
     d_ad, d_bd, s_cd = r_a + r_d, r_b + r_d, r_c + r_d
+    if rule == "fixed":
+        shape = np.shape(d_ad + d_bd + s_cd)
+        return np.full(shape, 8.0)[()], np.full(shape, 0.25)[()]
     a_oct = 2.0 * (d_ad + d_bd)
-    a_cd = 4.0 / 3.0 * (d_ad + np.sqrt(max(3.0 * s_cd**2 - 2.0 * d_ad**2, 0.0)))
-    a = max(a_oct, a_cd)
-    x = d_ad / a
+    if rule == "octahedral":
+        return a_oct, d_ad / a_oct
+    a_cd = 4.0 / 3.0 * (d_ad + np.sqrt(np.maximum(3.0 * s_cd**2 - 2.0 * d_ad**2, 0.0)))
+    a = np.maximum(a_oct, a_cd)
+    return a, d_ad / a
+
+
+def elpasolite_cell(numbers: Sequence[int], a: float, x: float) -> Atoms:
+    """The 10-atom primitive cell of the prototype with sites A, B, C, D = ``numbers``.
+
+    Atoms are ordered A, B, C, C, D x 6; see :func:`build_elpasolite`.
+    """
     # Conventional fractional coordinates of one primitive cell's worth of atoms:
     # writing them directly is ~1000x faster than ase.spacegroup.crystal.
     frac = np.array(
@@ -110,13 +111,50 @@ def build_elpasolite(a_site: str, b_site: str, c_site: str, d_site: str) -> Atom
         ]
     )
     cell = 0.5 * a * np.array([[0.0, 1.0, 1.0], [1.0, 0.0, 1.0], [1.0, 1.0, 0.0]])
-    atoms = Atoms(
-        symbols=[a_site, b_site, c_site, c_site] + [d_site] * 6,
-        positions=frac * a,
-        cell=cell,
-        pbc=True,
-    )
+    z_a, z_b, z_c, z_d = (int(z) for z in numbers)
+    atoms = Atoms(numbers=[z_a, z_b, z_c, z_c] + [z_d] * 6, positions=frac * a, cell=cell, pbc=True)
     atoms.wrap()
+    return atoms
+
+
+def build_elpasolite(
+    a_site: str, b_site: str, c_site: str, d_site: str, rule: str = "hard-sphere"
+) -> Atoms:
+    """Build the 10-atom primitive cell of the elpasolite ABC2D6 on the ideal prototype.
+
+    Space group Fm-3m (225): A on 4a (0,0,0), B on 4b (1/2,1/2,1/2), C on 8c
+    (1/4,1/4,1/4), D on 24e (x,0,0). Sizes follow the hard-sphere rule of the data
+    README, from ASE's covalent radii r::
+
+        d_AD = r_A + r_D,  d_BD = r_B + r_D,  s = r_C + r_D
+        a = max(2 (d_AD + d_BD), 4/3 (d_AD + sqrt(max(3 s^2 - 2 d_AD^2, 0))))
+        x = d_AD / a
+
+    Other rules (``rule``), for studying the choice: ``"octahedral"`` keeps only the
+    first term (a = 2 (d_AD + d_BD)); ``"fixed"`` puts every crystal on a = 8 Å,
+    x = 1/4, so that only the composition varies.
+
+    Parameters
+    ----------
+    a_site, b_site, c_site, d_site
+        Element symbols of the A, B, C and D sites (e.g. ``"Al", "Na", "K", "F"`` for
+        the prototype K2NaAlF6).
+    rule
+        Geometry rule, one of :data:`GEOMETRY_RULES`.
+
+    Returns
+    -------
+    ase.Atoms
+        Periodic primitive fcc cell, atoms ordered A, B, C, C, D x 6; ``info`` holds the
+        lattice constant ``"a"``, ``"x"`` and the ``"sites"``.
+    """
+    symbols = [a_site, b_site, c_site, d_site]
+    for s in symbols:
+        if s not in atomic_numbers or s == "X":
+            raise ValueError(f"unknown element symbol {s!r} in elpasolite {symbols}")
+    numbers = [atomic_numbers[s] for s in symbols]
+    a, x = elpasolite_geometry(*(covalent_radii[z] for z in numbers), rule=rule)
+    atoms = elpasolite_cell(numbers, float(a), float(x))
     atoms.info.update(a=float(a), x=float(x), sites=f"{a_site},{b_site},{c_site},{d_site}")
     return atoms
 
@@ -269,13 +307,17 @@ def load_elpasolite_table(
     return _read_csv(file)
 
 
-def load_elpasolites(path: str | os.PathLike | None = None, verify: bool = True) -> list[Atoms]:
+def load_elpasolites(
+    path: str | os.PathLike | None = None, verify: bool = True, rule: str = "hard-sphere"
+) -> list[Atoms]:
     """Load the 10,590 elpasolites as prototype crystals with their DFT energies.
 
     Parameters
     ----------
     path, verify
         See :func:`load_elpasolite_table`.
+    rule
+        Geometry rule of the prototype (:func:`build_elpasolite`).
 
     Returns
     -------
@@ -287,7 +329,7 @@ def load_elpasolites(path: str | os.PathLike | None = None, verify: bool = True)
     sites, energies = load_elpasolite_table(path, verify=verify)
     frames = []
     for i, (site, e) in enumerate(zip(sites, energies)):
-        atoms = build_elpasolite(*site)
+        atoms = build_elpasolite(*site, rule=rule)
         atoms.info["energy"] = float(e) * len(atoms)
         atoms.info["index"] = i
         frames.append(atoms)

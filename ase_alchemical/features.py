@@ -35,6 +35,7 @@ from ase import Atoms
 
 __all__ = [
     "DEFAULT_HYPERS",
+    "DEFAULT_SCALING",
     "PairSpectrum",
     "check_structure",
     "compute_pair_spectrum",
@@ -43,29 +44,20 @@ __all__ = [
     "make_hypers",
 ]
 
-#: Default spherical-expansion hypers (featomic >= 0.6 format). ``max_radial`` is the
-#: largest radial index (max_radial + 1 functions). Chosen by a small study on the
-#: optimization set (``benchmarks/hypers_study.py``, results in ``benchmarks/results``).
-DEFAULT_HYPERS: dict = {
-    "cutoff": {"radius": 4.0, "smoothing": {"type": "ShiftedCosine", "width": 0.5}},
-    "density": {"type": "Gaussian", "width": 0.3},
-    "basis": {
-        "type": "TensorProduct",
-        "max_angular": 4,
-        "radial": {"type": "Gto", "max_radial": 5},
-    },
-}
+#: Default radial scaling of the density, u(r) = c / (c + (r / r0)^m) (Willatt, Musil,
+#: Ceriotti 2018; featomic's "Willatt2018"): c = 1, r0 = 3 Å, m = 6.
+DEFAULT_SCALING: dict = {"type": "Willatt2018", "rate": 1.0, "scale": 3.0, "exponent": 6}
 
 
 def make_hypers(
-    cutoff: float = 4.0,
+    cutoff: float = 5.0,
     max_radial: int = 5,
     max_angular: int = 4,
     density_width: float = 0.3,
     smoothing_width: float = 0.5,
-    scaling: dict | None = None,
+    scaling: dict | None = DEFAULT_SCALING,
 ) -> dict:
-    """Spherical-expansion hypers as a plain featomic dict.
+    """Spherical-expansion hypers as a plain featomic dict (featomic >= 0.6 format).
 
     Parameters
     ----------
@@ -80,17 +72,31 @@ def make_hypers(
     smoothing_width
         Width of the shifted-cosine cutoff smoothing in Å.
     scaling
-        Optional featomic density ``scaling`` dict (radial scaling).
+        featomic density ``scaling`` dict (radial scaling); ``None`` for none.
     """
-    hypers = copy.deepcopy(DEFAULT_HYPERS)
-    hypers["cutoff"]["radius"] = float(cutoff)
-    hypers["cutoff"]["smoothing"]["width"] = float(smoothing_width)
-    hypers["density"]["width"] = float(density_width)
-    hypers["basis"]["max_angular"] = int(max_angular)
-    hypers["basis"]["radial"]["max_radial"] = int(max_radial)
+    hypers = {
+        "cutoff": {
+            "radius": float(cutoff),
+            "smoothing": {"type": "ShiftedCosine", "width": float(smoothing_width)},
+        },
+        "density": {"type": "Gaussian", "width": float(density_width)},
+        "basis": {
+            "type": "TensorProduct",
+            "max_angular": int(max_angular),
+            "radial": {"type": "Gto", "max_radial": int(max_radial)},
+        },
+    }
     if scaling is not None:
-        hypers["density"]["scaling"] = dict(scaling)
+        hypers["density"]["scaling"] = copy.deepcopy(dict(scaling))
     return hypers
+
+
+#: Default spherical-expansion hypers: cutoff 5 Å with the default radial scaling, GTO
+#: basis with max_radial 5 and max_angular 4, density width 0.3 Å. Chosen on the
+#: optimization set (``benchmarks/hypers_study.py`` for the basis and widths,
+#: ``benchmarks/radial_scaling.py`` for the cutoff and scaling; results in
+#: ``benchmarks/results``).
+DEFAULT_HYPERS: dict = make_hypers()
 
 
 def _basis_shape(hypers: dict) -> tuple[int, int]:

@@ -337,12 +337,19 @@ class AlchemicalKRR:
             x_sup = self._features(rho_t[self.support_index_])
             k_mm = self._kernel(x_sup, x_sup)
             reg = self.regularizer_
+            self.gram_ = None
             if self.solver == "full":
                 self.weights_ = full_krr_weights(k_mm, y_t, reg)
             else:
                 k_nm = self._map_chunks(rho_t, lambda x: self._kernel(x, x_sup))
                 self.weights_ = sparse_krr_weights(k_nm, k_mm, y_t, reg)
+                self.gram_ = k_nm.T @ k_nm  # for the predictive variance; M x M
+                del k_nm
             self.support_features_ = x_sup
+            self._variance_cache = None
+            self.uncertainty_scale_ = None
+            if optimize:
+                self._calibrate(rho_o, y_o)
         sup = self.support_index_.cpu().numpy()
         self.support_ = [train[i].copy() for i in sup]
         for atoms in self.support_:
@@ -479,6 +486,9 @@ class AlchemicalKRR:
         self.support_features_ = self.support_features_.to(device=self._device, dtype=dtype)
         if self.projection_ is not None:
             self.projection_ = self.projection_.to(device=self._device, dtype=dtype)
+        if getattr(self, "gram_", None) is not None:
+            self.gram_ = self.gram_.to(device=self._device, dtype=dtype)
+        self._variance_cache = None
         return self
 
     @property
@@ -493,12 +503,33 @@ class AlchemicalKRR:
         self._check_fitted()
         return self.compression_.U.detach().cpu().numpy().copy()
 
-    def predict_from_spectrum(self, spectrum: PairSpectrum) -> torch.Tensor:
-        """Per-atom energies (eV/atom) from precomputed spectra, as a torch tensor."""
+    def predict_from_spectrum(
+        self, spectrum: PairSpectrum, return_std: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Per-atom energies (eV/atom) from precomputed spectra, as a torch tensor.
+
+        With ``return_std`` also the calibrated predictive standard deviation (eV/atom)
+        of each prediction (see :meth:`predict_per_atom`).
+        """
         self._check_fitted()
         spectrum = self._project(spectrum.to(self._device))
-        k = self._map_chunks(spectrum, lambda x: self._kernel(x, self.support_features_))
-        return (k @ self.weights_) * self.y_std_ + self.y_mean_
+        if not return_std:
+            k = self._map_chunks(spectrum, lambda x: self._kernel(x, self.support_features_))
+            return (k @ self.weights_) * self.y_std_ + self.y_mean_
+        scale = getattr(self, "uncertainty_scale_", None)
+        if scale is None:
+            raise RuntimeError(
+                "this model has no calibrated uncertainty (fitted without an optimization "
+                "set, or saved before uncertainties): call model.calibrate_uncertainty(frames)"
+            )
+
+        def mean_and_var(x: torch.Tensor) -> torch.Tensor:
+            k = self._kernel(x, self.support_features_)
+            return torch.stack([k @ self.weights_, self._raw_variance(x, k)], dim=1)
+
+        out = self._map_chunks(spectrum, mean_and_var)
+        mean = out[:, 0] * self.y_std_ + self.y_mean_
+        return mean, torch.sqrt(out[:, 1] * scale) * self.y_std_
 
     def energy_and_derivatives(
         self, frames: Sequence[Atoms]
@@ -529,18 +560,44 @@ class AlchemicalKRR:
         gradients, virials = geometry.backward(energies.sum())
         return energies.detach().cpu().numpy(), gradients, virials
 
-    def predict_per_atom(self, frames: Sequence[Atoms]) -> np.ndarray:
-        """Predicted formation energies per atom (eV/atom)."""
+    def predict_per_atom(
+        self, frames: Sequence[Atoms], return_std: bool = False
+    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        """Predicted formation energies per atom (eV/atom).
+
+        Parameters
+        ----------
+        frames
+            Structures (or one ``Atoms``).
+        return_std
+            Also return the predictive standard deviation (eV/atom): the Gaussian-process
+            posterior variance of the KRR model (projected-process variance for the
+            sparse solver) plus the noise the regulariser stands for, times one scale
+            factor calibrated on the optimization set (:meth:`calibrate_uncertainty`).
+            It grows for structures unlike the training set.
+        """
         self._check_fitted()
         frames = [frames] if isinstance(frames, Atoms) else list(frames)
         spectrum = self.pair_spectrum(frames)
         with torch.no_grad():
-            return self.predict_from_spectrum(spectrum).cpu().numpy()
+            out = self.predict_from_spectrum(spectrum, return_std=return_std)
+        if return_std:
+            return out[0].cpu().numpy(), out[1].cpu().numpy()
+        return out.cpu().numpy()
 
-    def predict(self, frames: Sequence[Atoms]) -> np.ndarray:
-        """Predicted total energies (eV): number of atoms x per-atom prediction."""
+    def predict(
+        self, frames: Sequence[Atoms], return_std: bool = False
+    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        """Predicted total energies (eV): number of atoms x per-atom prediction.
+
+        With ``return_std`` also the standard deviations of the totals (eV), as in
+        :meth:`predict_per_atom`.
+        """
         frames = [frames] if isinstance(frames, Atoms) else list(frames)
         n_atoms = np.array([len(a) for a in frames]) if frames else np.zeros(0)
+        if return_std:
+            mean, std = self.predict_per_atom(frames, return_std=True)
+            return mean * n_atoms, std * n_atoms
         return self.predict_per_atom(frames) * n_atoms
 
     def score(self, frames: Sequence[Atoms]) -> dict:
@@ -553,6 +610,76 @@ class AlchemicalKRR:
             "rmse": float(np.sqrt((err**2).mean())),
             "n": len(frames),
         }
+
+    # ------------------------------------------------------------------ uncertainty
+    def _variance_factors(self) -> tuple[torch.Tensor, torch.Tensor | None, float]:
+        """Cholesky factors of the GP posterior, built on first use and cached.
+
+        Full KRR: ``L L^T = K + lambda I``. Sparse (DTC): ``L L^T = K_MM`` and
+        ``L_A L_A^T = K_MN K_NM + lambda K_MM``.
+        """
+        cache = getattr(self, "_variance_cache", None)
+        if cache is not None:
+            return cache
+        x = self.support_features_
+        k_mm = self._kernel(x, x)
+        eye = torch.eye(len(x), dtype=k_mm.dtype, device=k_mm.device)
+        lam = self.regularizer_ * float(k_mm.diagonal().mean())
+        jitter = 1e-10 * float(k_mm.diagonal().mean())
+        if self.solver == "full":
+            self._variance_cache = (torch.linalg.cholesky(k_mm + (lam + jitter) * eye), None, lam)
+        else:
+            if getattr(self, "gram_", None) is None:
+                raise RuntimeError(
+                    "this sparse model was saved without the Gram matrix the predictive "
+                    "variance needs (a file from before uncertainties); refit it"
+                )
+            gram = self.gram_.to(k_mm)
+            self._variance_cache = (
+                torch.linalg.cholesky(k_mm + jitter * eye),
+                torch.linalg.cholesky(gram + lam * k_mm + jitter * eye),
+                lam,
+            )
+        return self._variance_cache
+
+    def _raw_variance(self, x: torch.Tensor, k_star: torch.Tensor) -> torch.Tensor:
+        """GP predictive variance (prior amplitude 1, standardised targets) of features x."""
+        factor, factor_a, lam = self._variance_factors()
+        prior = (x * x).sum(1) ** int(self.zeta)  # k(x, x) of the polynomial kernel
+        v = torch.linalg.solve_triangular(factor, k_star.T, upper=False)
+        var = prior - (v * v).sum(0) + lam
+        if factor_a is not None:
+            w = torch.linalg.solve_triangular(factor_a, k_star.T, upper=False)
+            var = var + lam * (w * w).sum(0)
+        return var.clamp_min(lam)
+
+    def _calibrate(self, spectrum: PairSpectrum, y: torch.Tensor) -> None:
+        """One scale factor: mean squared standardised error / raw variance on ``spectrum``."""
+        with torch.no_grad():
+            k = self._map_chunks(spectrum, lambda x: self._kernel(x, self.support_features_))
+            var = self._map_chunks(
+                spectrum,
+                lambda x: self._raw_variance(x, self._kernel(x, self.support_features_))[:, None],
+            ).squeeze(1)
+            err = k @ self.weights_ - y.to(k)
+            self.uncertainty_scale_ = float(torch.mean(err**2 / var))
+
+    def calibrate_uncertainty(self, frames: Sequence[Atoms]) -> float:
+        """Set the uncertainty scale from structures with ``info["energy"]``.
+
+        ``fit`` does this on the optimization set; call it to recalibrate (e.g. on a
+        validation set of your own). Returns the scale factor (predictive variances are
+        multiplied by it, so that the mean squared error over predicted variance is 1).
+        """
+        self._check_fitted()
+        frames = list(frames)
+        if not frames:
+            raise ValueError("calibrate_uncertainty needs at least one structure")
+        spectrum = self._project(self.pair_spectrum(frames).to(self._device))
+        y = (torch.as_tensor(_energies(frames), device=self._device) / spectrum.n_atoms
+             - self.y_mean_) / self.y_std_  # fmt: skip
+        self._calibrate(spectrum, y)
+        return self.uncertainty_scale_
 
     # ------------------------------------------------------------------ save / load
     def save(self, path: str | os.PathLike, metadata: dict | None = None) -> Path:
@@ -578,6 +705,8 @@ class AlchemicalKRR:
             "weights": self.weights_.detach().cpu().clone(),
             "regularizer": self.regularizer_,
             "projection": None if self.projection_ is None else self.projection_.cpu().clone(),
+            "gram": None if getattr(self, "gram_", None) is None else self.gram_.cpu().clone(),
+            "uncertainty_scale": getattr(self, "uncertainty_scale_", None),
             "y_mean": self.y_mean_,
             "y_std": self.y_std_,
             "support": {
@@ -664,6 +793,11 @@ def load_model(path: str | os.PathLike, device: str | torch.device | None = None
         model.regularizer_ = float(state["regularizer"])
         projection = state.get("projection")
         model.projection_ = None if projection is None else projection.to(model._device)
+        gram = state.get("gram")  # absent in files from before uncertainties
+        model.gram_ = None if gram is None else gram.to(model._device)
+        scale = state.get("uncertainty_scale")
+        model.uncertainty_scale_ = None if scale is None else float(scale)
+        model._variance_cache = None
         model.y_mean_ = float(state["y_mean"])
         model.y_std_ = float(state["y_std"])
         model.support_ = _support_from_state(state["support"])

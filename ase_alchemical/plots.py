@@ -1,4 +1,5 @@
-"""Plots of a learned compression U: elements in pseudo-element space, periodic tables.
+"""Plots of a learned compression U (elements in pseudo-element space, periodic tables)
+and of the calibration of predicted uncertainties.
 
 U is defined up to an orthogonal transformation (and a scale, for normalised features):
 the kernel only sees ``U U^T``. :func:`aligned_u` therefore rotates U onto its principal
@@ -11,7 +12,14 @@ from __future__ import annotations
 import numpy as np
 from ase.data import atomic_numbers, chemical_symbols
 
-__all__ = ["aligned_u", "periodic_table_position", "plot_elements", "plot_periodic_table"]
+__all__ = [
+    "aligned_u",
+    "calibration_curve",
+    "periodic_table_position",
+    "plot_calibration",
+    "plot_elements",
+    "plot_periodic_table",
+]
 
 
 def aligned_u(u: np.ndarray) -> np.ndarray:
@@ -133,3 +141,38 @@ def _u_and_species(model_or_u, species):
     if u.shape[0] != len(species):
         raise ValueError(f"U has {u.shape[0]} rows but {len(species)} species were given")
     return u, list(species)
+
+
+def calibration_curve(
+    errors: np.ndarray, sigmas: np.ndarray, n: int = 61
+) -> tuple[np.ndarray, np.ndarray]:
+    """Expected and observed coverage of Gaussian intervals +-k sigma, for k in [0, 3].
+
+    Returns
+    -------
+    expected, observed
+        ``erf(k / sqrt(2))`` and the fraction of ``|errors| <= k * sigmas``.
+    """
+    from math import erf, sqrt
+
+    z = np.abs(np.asarray(errors, dtype=float)) / np.asarray(sigmas, dtype=float)
+    ks = np.linspace(0.0, 3.0, n)
+    expected = np.array([erf(k / sqrt(2.0)) for k in ks])
+    observed = np.array([(z <= k).mean() for k in ks])
+    return expected, observed
+
+
+def plot_calibration(errors, sigmas, ax=None, label: str | None = None):
+    """Observed against expected coverage of +-k sigma intervals (the diagonal is ideal)."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4, 4))
+    expected, observed = calibration_curve(errors, sigmas)
+    ax.plot([0, 1], [0, 1], color="0.6", ls=":", lw=1)
+    ax.plot(expected, observed, label=label)
+    ax.set(
+        xlabel="expected fraction within +-k sigma", ylabel="observed fraction",
+        xlim=(0, 1), ylim=(0, 1), aspect="equal",
+    )  # fmt: skip
+    return ax

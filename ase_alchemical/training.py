@@ -35,7 +35,7 @@ def _sha256(path: Path) -> str:
 
 def train_elpasolite_model(
     n_train: int = 6000,
-    n_opt: int = 1000,
+    n_opt: int = 2000,
     n_test: int = DEFAULT_N_TEST,
     split_seed: int = 0,
     data: str | os.PathLike | None = None,

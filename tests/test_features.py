@@ -146,3 +146,35 @@ def test_bad_structures_get_specific_errors(atoms, message):
 def test_bad_hypers():
     with pytest.raises(ValueError, match="basis.max_angular"):
         compute_pair_spectrum([build_elpasolite("Al", "Na", "K", "F")], {"cutoff": 5.0})
+
+
+@pytest.mark.parametrize("distance", [1.0, 2.0, 3.3])
+def test_radial_scaling_is_willatt2018(distance):
+    """featomic's native path multiplies each neighbour's density by exactly
+    u(r) = c / (c + (r/r0)^m): checked on a two-atom system before relying on it
+    (featomic's Python helper ``featomic.density.Willatt2018.compute`` in 0.6.x has its
+    branches swapped, so the formula is checked here, not taken from there)."""
+    rate, scale, exponent = 1.5, 2.0, 4
+    atoms = Atoms("HO", positions=[[0, 0, 0], [0.6 * distance, 0.8 * distance, 0]])
+    scaling = {"type": "Willatt2018", "rate": rate, "scale": scale, "exponent": exponent}
+    plain = make_hypers(cutoff=4.0, scaling=None)
+    scaled = make_hypers(cutoff=4.0, scaling=scaling)
+    expected = rate / (rate + (distance / scale) ** exponent)
+    ratios = {True: [], False: []}
+    for key, block in featomic.SphericalExpansion(**plain).compute(atoms).items():
+        other = featomic.SphericalExpansion(**scaled).compute(atoms).block(key)
+        mask = np.abs(block.values) > 1e-10
+        self_term = int(key["center_type"]) == int(key["neighbor_type"])
+        ratios[self_term].append(other.values[mask] / block.values[mask])
+    neighbour, own = np.concatenate(ratios[False]), np.concatenate(ratios[True])
+    assert len(neighbour) > 10 and len(own) > 2
+    np.testing.assert_allclose(neighbour, expected, rtol=1e-10)
+    np.testing.assert_allclose(own, 1.0, rtol=1e-12)  # the centre's own density: u(0) = 1
+
+
+def test_default_hypers_use_radial_scaling():
+    assert DEFAULT_HYPERS["density"]["scaling"]["type"] == "Willatt2018"
+    assert "scaling" not in make_hypers(scaling=None)["density"]
+    h = make_hypers()
+    h["density"]["scaling"]["scale"] = 99.0  # callers get copies, never the default itself
+    assert DEFAULT_HYPERS["density"]["scaling"]["scale"] == 3.0

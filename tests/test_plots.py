@@ -5,7 +5,9 @@ from scipy.stats import ortho_group
 
 from ase_alchemical.plots import (
     aligned_u,
+    calibration_curve,
     periodic_table_position,
+    plot_calibration,
     plot_elements,
     plot_periodic_table,
 )
@@ -47,3 +49,15 @@ def test_rgb_periodic_table_colours_follow_aligned_u():
     expected = (aligned_u(u) + 1) / 2
     colours = np.array([p.get_facecolor()[:3] for p in ax.patches])
     np.testing.assert_allclose(colours, expected, atol=1e-6)
+
+
+def test_calibration_curve_of_gaussian_errors_is_the_diagonal():
+    rng = np.random.default_rng(0)
+    sigmas = rng.uniform(0.1, 2.0, 200_000)
+    expected, observed = calibration_curve(rng.normal(0, sigmas), sigmas)
+    np.testing.assert_allclose(observed, expected, atol=0.005)
+    assert expected[0] == 0 and expected[-1] == pytest.approx(0.9973, abs=1e-4)
+    # over-confident sigmas (half the true spread) fall below the diagonal
+    _, low = calibration_curve(rng.normal(0, sigmas), sigmas / 2)
+    assert np.all(low[1:] < expected[1:])
+    assert plot_calibration(rng.normal(0, sigmas[:100]), sigmas[:100]) is not None

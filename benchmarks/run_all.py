@@ -1,0 +1,70 @@
+"""Run every benchmark in one command, in a quick (minutes) or a full mode.
+
+    python benchmarks/run_all.py --quick      # smoke-size runs; tables to benchmarks/results/quick/
+    python benchmarks/run_all.py --full       # the committed numbers; benchmarks/results/
+    python benchmarks/run_all.py --quick --only baselines screen
+
+Each benchmark runs as its own process, one after the other (so timings do not compete);
+its printed table is saved as ``<name>.txt`` next to the markdown tables the scripts
+write themselves. A failing benchmark is reported and the others still run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+#: name -> (script, arguments in quick mode, whether it takes --out)
+BENCHMARKS = {
+    "learning_curve": ("learning_curve.py", ["--quick"], True),
+    "baselines": ("baselines.py", ["--quick"], True),
+    "calculator_speed": ("calculator_speed.py", ["--quick"], False),
+    "screen": ("screen.py", ["--quick"], True),
+    "hypers_study": ("hypers_study.py", ["--quick"], False),
+    "radial_scaling": ("radial_scaling.py", ["--quick"], True),
+    "feature_options": ("feature_options.py", ["--quick"], True),
+    "geometry_rule": ("geometry_rule.py", ["--quick"], True),
+}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    mode = parser.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--quick", action="store_true", help="small sizes, few steps (minutes)")
+    mode.add_argument("--full", action="store_true", help="the committed sizes (hours)")
+    parser.add_argument("--only", nargs="+", choices=list(BENCHMARKS), help="run only these")
+    parser.add_argument("--data", default=None, help="data file/folder (else $ASE_ALCHEMICAL_DATA)")
+    args = parser.parse_args()
+    out_dir = HERE / "results" / ("quick" if args.quick else "")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    failed, summary = [], []
+    for name in args.only or BENCHMARKS:
+        script, quick_args, takes_out = BENCHMARKS[name]
+        cmd = [sys.executable, str(HERE / script)] + (quick_args if args.quick else [])
+        if args.data:
+            cmd += ["--data", args.data]
+        if takes_out:
+            cmd += ["--out", str(out_dir / f"{name}.md")]
+        print(f"=== {name}: {' '.join(cmd[1:])}", flush=True)
+        t0 = time.perf_counter()
+        proc = subprocess.run(cmd, cwd=HERE, capture_output=True, text=True)
+        seconds = time.perf_counter() - t0
+        (out_dir / f"{name}.txt").write_text(proc.stdout)
+        print(proc.stdout, end="")
+        if proc.returncode != 0:
+            failed.append(name)
+            print(proc.stderr[-3000:], file=sys.stderr)
+        summary.append((name, seconds, proc.returncode))
+    print("\n=== summary")
+    for name, seconds, rc in summary:
+        print(f"{name:<18}{seconds:>8.0f} s  {'ok' if rc == 0 else f'FAILED (exit {rc})'}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

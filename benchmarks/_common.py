@@ -21,3 +21,36 @@ def fit_and_score(model, spectra, y_test: np.ndarray, train, opt) -> tuple[float
         pred = model.predict_from_spectrum(spectra[2]).cpu().numpy()
     opt_rmse = min(h["opt_rmse"] for h in model.loss_history_)
     return opt_rmse, float(np.abs(pred - y_test).mean()), fit_s
+
+
+def study_arguments(description: str, d_j: bool = True):
+    """Parse the options every side-by-side study shares.
+
+    Returns the parsed arguments and (n_train, steps): 3,000 and 60 by default, 1,000 and
+    20 with ``--quick``, unless given.
+    """
+    import argparse
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--data", default=None, help="data file/folder (else $ASE_ALCHEMICAL_DATA)")
+    parser.add_argument("--quick", action="store_true", help="n_train 1,000 and 20 steps")
+    parser.add_argument("--n-train", type=int, default=None)
+    parser.add_argument("--steps", type=int, default=None)
+    if d_j:
+        parser.add_argument("--d-j", type=int, default=4)
+    parser.add_argument("--out", default=None, help="write the markdown table (and plot) here")
+    args = parser.parse_args()
+    n_train = args.n_train or (1000 if args.quick else 3000)
+    steps = args.steps or (20 if args.quick else 60)
+    return args, n_train, steps
+
+
+def save_figure(fig, out: str) -> str:
+    """Write ``fig`` as a PNG next to the markdown file ``out`` (atomically); its path."""
+    from ase_alchemical._io import atomic_write
+
+    fig.tight_layout()
+    png = out.rsplit(".", 1)[0] + ".png"
+    atomic_write(png, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
+    print(f"wrote {out} and {png}")
+    return png

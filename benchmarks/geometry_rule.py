@@ -19,12 +19,11 @@ the same compositions, and we report
 
 from __future__ import annotations
 
-import argparse
 import platform
 
 import numpy as np
 import torch
-from _common import fit_and_score  # benchmarks/ is on sys.path when run as a script
+from _common import fit_and_score, save_figure, study_arguments  # on sys.path
 
 from ase_alchemical import AlchemicalKRR, __version__
 from ase_alchemical._io import atomic_write
@@ -47,15 +46,7 @@ def energy_curve(model, sites, rule, lattice):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default=None, help="data file/folder (else $ASE_ALCHEMICAL_DATA)")
-    parser.add_argument("--quick", action="store_true", help="n_train 1,000 and 20 steps")
-    parser.add_argument("--n-train", type=int, default=None)
-    parser.add_argument("--steps", type=int, default=None)
-    parser.add_argument("--out", default=None, help="write the markdown table and plot here")
-    args = parser.parse_args()
-    n_train = args.n_train or (1000 if args.quick else 3000)
-    steps = args.steps or (20 if args.quick else 60)
+    args, n_train, steps = study_arguments(__doc__.splitlines()[0], d_j=False)
     lattice = np.linspace(7.0, 12.5, 56)
 
     rows, curves = [], {}
@@ -117,10 +108,7 @@ def _write(out, rows, curves, lattice, n_train, steps) -> None:
         ax.axvline(REAL[name][1], color="k", ls=":", lw=1, label="real a")
         ax.set(title=name, xlabel="lattice constant a (Å)", ylabel="predicted E (eV/atom)")
     axes[0].legend(fontsize=8)
-    fig.tight_layout()
-    png = out.rsplit(".", 1)[0] + ".png"
-    atomic_write(png, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
-    print(f"wrote {out} and {png}")
+    save_figure(fig, out)
 
 
 if __name__ == "__main__":

@@ -13,13 +13,12 @@ variant; choices are made on the optimization-set RMSE, the test MAE is for info
 
 from __future__ import annotations
 
-import argparse
 import platform
 import time
 
 import numpy as np
 import torch
-from _common import fit_and_score  # benchmarks/ is on sys.path when run as a script
+from _common import fit_and_score, study_arguments  # benchmarks/ is on sys.path
 
 from ase_alchemical import AlchemicalKRR, __version__
 from ase_alchemical._io import atomic_write
@@ -43,16 +42,7 @@ VARIANTS = {
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default=None, help="data file/folder (else $ASE_ALCHEMICAL_DATA)")
-    parser.add_argument("--quick", action="store_true", help="n_train 1,000 and 20 steps")
-    parser.add_argument("--n-train", type=int, default=None)
-    parser.add_argument("--steps", type=int, default=None)
-    parser.add_argument("--d-j", type=int, default=4)
-    parser.add_argument("--out", default=None, help="write the markdown table here")
-    args = parser.parse_args()
-    n_train = args.n_train or (1000 if args.quick else 3000)
-    steps = args.steps or (20 if args.quick else 60)
+    args, n_train, steps = study_arguments(__doc__.splitlines()[0])
 
     frames = load_elpasolites(args.data)
     train, opt, test = split(frames, n_train, 1000, 1000, seed=0)

@@ -28,6 +28,7 @@ BENCHMARKS = {
     "hypers_study": ("hypers_study.py", ["--quick"], False),
     "radial_scaling": ("radial_scaling.py", ["--quick"], True),
     "feature_options": ("feature_options.py", ["--quick"], True),
+    "normalization": ("normalization.py", ["--quick"], True),
     "geometry_rule": ("geometry_rule.py", ["--quick"], True),
 }
 

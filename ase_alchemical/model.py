@@ -523,13 +523,19 @@ class AlchemicalKRR:
                 "set, or saved before uncertainties): call model.calibrate_uncertainty(frames)"
             )
 
+        mean, var = self._mean_and_raw_variance(spectrum)
+        return mean * self.y_std_ + self.y_mean_, torch.sqrt(var * scale) * self.y_std_
+
+    def _mean_and_raw_variance(self, spectrum: PairSpectrum) -> tuple[torch.Tensor, torch.Tensor]:
+        """Standardised prediction and raw GP variance of projected spectra, from one
+        kernel evaluation per chunk."""
+
         def mean_and_var(x: torch.Tensor) -> torch.Tensor:
             k = self._kernel(x, self.support_features_)
             return torch.stack([k @ self.weights_, self._raw_variance(x, k)], dim=1)
 
         out = self._map_chunks(spectrum, mean_and_var)
-        mean = out[:, 0] * self.y_std_ + self.y_mean_
-        return mean, torch.sqrt(out[:, 1] * scale) * self.y_std_
+        return out[:, 0], out[:, 1]
 
     def energy_and_derivatives(
         self, frames: Sequence[Atoms]
@@ -656,13 +662,8 @@ class AlchemicalKRR:
     def _calibrate(self, spectrum: PairSpectrum, y: torch.Tensor) -> None:
         """One scale factor: mean squared standardised error / raw variance on ``spectrum``."""
         with torch.no_grad():
-            k = self._map_chunks(spectrum, lambda x: self._kernel(x, self.support_features_))
-            var = self._map_chunks(
-                spectrum,
-                lambda x: self._raw_variance(x, self._kernel(x, self.support_features_))[:, None],
-            ).squeeze(1)
-            err = k @ self.weights_ - y.to(k)
-            self.uncertainty_scale_ = float(torch.mean(err**2 / var))
+            mean, var = self._mean_and_raw_variance(spectrum)
+            self.uncertainty_scale_ = float(torch.mean((mean - y.to(mean)) ** 2 / var))
 
     def calibrate_uncertainty(self, frames: Sequence[Atoms]) -> float:
         """Set the uncertainty scale from structures with ``info["energy"]``.

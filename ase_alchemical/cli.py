@@ -63,6 +63,10 @@ def _add_train(sub) -> None:
         "--step-train-size", type=int, default=2000,
         help="training structures per optimization step (random subset); 0 = all",
     )  # fmt: skip
+    p.add_argument(
+        "--refit-on-opt", action="store_true",
+        help="once U is learned, solve the final weights on training + optimization sets",
+    )  # fmt: skip
     p.add_argument("--zeta", type=int, default=2, help="polynomial kernel exponent")
     p.add_argument(
         "--regularizer", type=float, default=1e-3,
@@ -78,8 +82,10 @@ def _add_train(sub) -> None:
     p.add_argument(
         "--cutoff",
         type=float,
-        default=DEFAULT_HYPERS["cutoff"]["radius"],
-        help="SOAP cutoff (Angstrom)",
+        nargs="+",
+        default=[DEFAULT_HYPERS["cutoff"]["radius"]],
+        help="SOAP cutoff (Angstrom); several (e.g. 3 5 7) give a multi-scale kernel whose "
+        "scale weights are learned with U",
     )
     p.add_argument(
         "--radial-scaling", default=default_scaling, metavar="C,R0,M",
@@ -116,12 +122,15 @@ def _cmd_train(args) -> int:
     from .features import make_hypers
     from .training import train_elpasolite_model
 
-    hypers = make_hypers(
-        args.cutoff, args.max_radial, args.max_angular, scaling=_scaling(args.radial_scaling)
-    )
+    scaling = _scaling(args.radial_scaling)
+    hypers = [
+        make_hypers(c, args.max_radial, args.max_angular, scaling=scaling) for c in args.cutoff
+    ]
+    hypers = hypers[0] if len(hypers) == 1 else hypers
     _, report = train_elpasolite_model(
         n_train=args.n_train, n_opt=args.n_opt, n_test=args.n_test,
         split_seed=args.split_seed, data=args.data, out=args.out,
+        refit_on_opt=args.refit_on_opt,
         d_j=args.d_j, hypers=hypers, zeta=args.zeta, normalization=args.normalization,
         regularizer=args.regularizer, solver=args.solver, n_support=args.n_support,
         gradient_flow=args.gradient_flow, n_steps=args.steps, learning_rate=args.learning_rate,
@@ -133,6 +142,8 @@ def _cmd_train(args) -> int:
     print(f"test MAE  {report['test_mae_ev_per_atom']:.4f} eV/atom  (n_test={args.n_test})")
     print(f"test RMSE {report['test_rmse_ev_per_atom']:.4f} eV/atom")
     print(f"fit time  {report['fit_time_s']:.1f} s")
+    if report["refit_on_opt"]:
+        print(f"weights solved on {args.n_train + args.n_opt} crystals (training + optimization)")
     return 0
 
 

@@ -19,6 +19,11 @@ To keep featomic fast, each structure's elements are relabelled to local types 1
 before the call: featomic's blocks are dense over the (center, neighbour) types of the
 whole batch, so with 39 real elements a batch would be mostly zeros; with local types it
 is dense. The expansion has no per-element parameters, so the result is unchanged.
+
+*Multi-scale* features: ``hypers`` may be a list of hypers dicts (e.g. cutoffs 3, 5 and
+7 Å) sharing one radial basis size. Their spectra are stacked along the l axis, one block
+per scale (:func:`scale_sizes`), so a compression U acts on all scales at once and a
+multi-scale kernel can weight the blocks (:mod:`ase_alchemical.kernels`).
 """
 
 from __future__ import annotations
@@ -41,7 +46,9 @@ __all__ = [
     "compute_pair_spectrum",
     "GeometryGradients",
     "differentiable_pair_spectrum",
+    "hypers_list",
     "make_hypers",
+    "scale_sizes",
 ]
 
 #: Default radial scaling of the density, u(r) = c / (c + (r / r0)^m) (Willatt, Musil,
@@ -100,7 +107,7 @@ DEFAULT_HYPERS: dict = make_hypers()
 
 
 def _basis_shape(hypers: dict) -> tuple[int, int]:
-    """(number of l channels, number of radial functions) of the hypers."""
+    """(number of l channels, number of radial functions) of one hypers dict."""
     try:
         return (
             int(hypers["basis"]["max_angular"]) + 1,
@@ -114,6 +121,33 @@ def _basis_shape(hypers: dict) -> tuple[int, int]:
         ) from e
 
 
+def hypers_list(hypers: dict | Sequence[dict] | None) -> list[dict]:
+    """The hypers of each scale: one dict, a list of dicts (multi-scale) or ``None``
+    (the default). Checks that every scale has the same number of radial functions
+    (their spectra are stacked along l)."""
+    if hypers is None:
+        return [DEFAULT_HYPERS]
+    scales = [hypers] if isinstance(hypers, dict) else list(hypers)
+    if not scales or not all(isinstance(h, dict) for h in scales):
+        raise ValueError("hypers must be a featomic hypers dict or a non-empty list of them")
+    radial = {_basis_shape(h)[1] for h in scales}
+    if len(radial) > 1:
+        raise ValueError(
+            "multi-scale hypers must share basis.radial.max_radial (the scales are stacked "
+            f"along l); got {sorted(r - 1 for r in radial)}"
+        )
+    return scales
+
+
+def scale_sizes(hypers: dict | Sequence[dict] | None) -> list[int]:
+    """Length L * N * N of the (l, n, n') block of each scale of ``hypers``."""
+    out = []
+    for h in hypers_list(hypers):
+        lmax1, n_radial = _basis_shape(h)
+        out.append(lmax1 * n_radial**2)
+    return out
+
+
 @dataclass
 class PairSpectrum:
     """Species-pair power spectra of a set of structures, summed over their atoms.
@@ -124,7 +158,8 @@ class PairSpectrum:
         ``(S, C, K, K, L, N, N)``: ``rho[s, c, a, b, l, n, n']``, the power spectrum of
         the neighbour species pair (a, b) of each structure's K local species (padding
         entries are zero), summed over the atoms of central species c
-        (``center_resolved``, C = K) or over all atoms (C = 1).
+        (``center_resolved``, C = K) or over all atoms (C = 1). With multi-scale hypers
+        the l axis holds the l channels of every scale, one block after the other.
     numbers
         ``(S, K)`` atomic number of each local species, 0 for padding.
     n_atoms
@@ -230,16 +265,15 @@ def _local_types(numbers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return unique, np.searchsorted(unique, numbers) + 1
 
 
-def _validated(frames: Sequence[Atoms], hypers: dict | None) -> tuple[list, dict, int, int]:
-    """Frames as a checked list, the hypers (default filled in) and their basis shape."""
-    hypers = DEFAULT_HYPERS if hypers is None else hypers
-    lmax1, n_radial = _basis_shape(hypers)
+def _validated(frames: Sequence[Atoms], hypers) -> tuple[list, list[dict]]:
+    """Frames as a checked list and the hypers of each scale (default filled in)."""
+    scales = hypers_list(hypers)
     frames = list(frames)
     if len(frames) == 0:
         raise ValueError("no structures given")
     for i, atoms in enumerate(frames):
         check_structure(atoms, i)
-    return frames, hypers, lmax1, n_radial
+    return frames, scales
 
 
 def _relabelled(frames: Sequence[Atoms]) -> tuple[list[Atoms], list[np.ndarray]]:
@@ -262,6 +296,16 @@ def _numbers_tensor(numbers: list[np.ndarray], device="cpu") -> torch.Tensor:
     return z.to(device)
 
 
+def _merged_blocks(tensormap, k: int):
+    """One block per l: neighbour types moved to properties (dense over local types 1..K,
+    neighbour-major), centre types to samples. Native metatensor operations; reading 5
+    blocks instead of ~80 from Python made a single 10-atom call 3x faster."""
+    from metatensor import Labels
+
+    neighbors = Labels(["neighbor_type"], np.arange(1, k + 1, dtype=np.int32).reshape(-1, 1))
+    return tensormap.keys_to_properties(neighbors).keys_to_samples("center_type")
+
+
 def _pair_spectrum_from_tensormap(
     tensormap,
     atom_offset: torch.Tensor,
@@ -275,7 +319,8 @@ def _pair_spectrum_from_tensormap(
     block_values: list[torch.Tensor] | None = None,
     center_resolved: bool = False,
 ) -> torch.Tensor:
-    """Reduce a featomic spherical-expansion TensorMap to rho (S, C, K, K, L, N, N).
+    """Reduce a merged spherical-expansion TensorMap (:func:`_merged_blocks`) to rho
+    (S, C, K, K, L, N, N).
 
     C = K slots per structure, one per central species, with ``center_resolved``;
     otherwise C = 1 (every atom adds to its structure's one slot: 1/K of the memory).
@@ -283,31 +328,30 @@ def _pair_spectrum_from_tensormap(
     ``block_values`` replaces the blocks' values (e.g. by leaf tensors that require
     gradients); the reduction is differentiable with respect to them.
     """
-    keys = _long(tensormap.keys.values).tolist()
     names = list(tensormap.keys.names)
-    i_l, i_c = names.index("o3_lambda"), names.index("center_type")
-    i_nb = names.index("neighbor_type")
+    i_l = names.index("o3_lambda")
+    index_of_l = {int(key[i_l]): i for i, key in enumerate(_long(tensormap.keys.values).tolist())}
+    blocks = list(tensormap.blocks())
     center_of_row = torch.zeros(n_rows, dtype=torch.long, device=device)
     per_l = []
     for lam in range(lmax1):
-        dense = None
-        for key_index, key in enumerate(keys):
-            if key[i_l] != lam:
-                continue
-            block = tensormap.block(key_index)
-            if block_values is not None:
-                values = block_values[key_index]
-            else:
-                values = torch.as_tensor(block.values).to(device=device, dtype=dtype)
-            samples = _long(block.samples.values).to(device)
-            rows = atom_offset[samples[:, 0]] + samples[:, 1]
-            center_of_row[rows] = key[i_c] - 1
-            if dense is None:
-                dense = values.new_zeros((n_rows, k, 2 * lam + 1, n_radial))
-            dense = dense.index_put((rows, torch.full_like(rows, key[i_nb] - 1)), values)
-        if dense is None:
-            dense = torch.zeros((n_rows, k, 2 * lam + 1, n_radial), dtype=dtype, device=device)
-        per_l.append(dense)
+        shape = (n_rows, k, 2 * lam + 1, n_radial)
+        if lam not in index_of_l:
+            per_l.append(torch.zeros(shape, dtype=dtype, device=device))
+            continue
+        i = index_of_l[lam]
+        block = blocks[i]
+        if block_values is not None:
+            values = block_values[i]
+        else:
+            values = torch.as_tensor(block.values).to(device=device, dtype=dtype)
+        if values.shape[-1] != k * n_radial:
+            raise RuntimeError(f"unexpected properties in the l={lam} block: {values.shape}")
+        samples = _long(block.samples.values).to(device)  # (system, atom, center_type)
+        rows = atom_offset[samples[:, 0]] + samples[:, 1]
+        center_of_row[rows] = samples[:, 2] - 1
+        values = values.unflatten(-1, (k, n_radial)).transpose(1, 2)  # (rows, K, m, N)
+        per_l.append(values.new_zeros(shape).index_copy(0, rows, values))
     system_of_row = torch.repeat_interleave(
         torch.arange(n_systems, device=atom_offset.device),
         torch.diff(atom_offset, append=atom_offset.new_tensor([n_rows])),
@@ -327,7 +371,7 @@ def _pair_spectrum_from_tensormap(
 
 def compute_pair_spectrum(
     frames: Sequence[Atoms],
-    hypers: dict | None = None,
+    hypers: dict | Sequence[dict] | None = None,
     batch_size: int = 100,
     progress: bool = False,
     dtype: torch.dtype = torch.float64,
@@ -340,7 +384,8 @@ def compute_pair_spectrum(
     frames
         Structures; each is validated by :func:`check_structure`.
     hypers
-        featomic ``SphericalExpansion`` hypers (default :data:`DEFAULT_HYPERS`).
+        featomic ``SphericalExpansion`` hypers (default :data:`DEFAULT_HYPERS`), or a
+        list of them for multi-scale features.
     batch_size
         Structures per featomic call.
     progress
@@ -357,8 +402,7 @@ def compute_pair_spectrum(
     """
     from tqdm.auto import tqdm
 
-    frames, hypers, lmax1, n_radial = _validated(frames, hypers)
-    calculator = _calculator(hypers)
+    frames, scales = _validated(frames, hypers)
     parts = []
     bar = tqdm(total=len(frames), desc="featurizing", unit="struct", disable=not progress)
     for start in range(0, len(frames), batch_size):
@@ -367,12 +411,15 @@ def compute_pair_spectrum(
         z = _numbers_tensor(numbers)
         n_atoms = torch.tensor([len(a) for a in batch])
         offset = torch.cumsum(n_atoms, 0) - n_atoms
-        tensormap = calculator.compute(relabelled)
-        values = _pair_spectrum_from_tensormap(
-            tensormap, offset, int(n_atoms.sum()), len(batch), z.shape[1], lmax1, n_radial, dtype,
-            center_resolved=center_resolved,
-        )  # fmt: skip
-        parts.append(PairSpectrum(values, z, n_atoms, center_resolved))
+        values = []
+        for h in scales:
+            lmax1, n_radial = _basis_shape(h)
+            tensormap = _merged_blocks(_calculator(h).compute(relabelled), z.shape[1])
+            values.append(_pair_spectrum_from_tensormap(
+                tensormap, offset, int(n_atoms.sum()), len(batch), z.shape[1], lmax1, n_radial,
+                dtype, center_resolved=center_resolved,
+            ))  # fmt: skip
+        parts.append(PairSpectrum(torch.cat(values, dim=4), z, n_atoms, center_resolved))
         bar.update(len(batch))
     bar.close()
     return PairSpectrum.concatenate(parts)
@@ -383,14 +430,15 @@ class GeometryGradients:
 
     featomic computes the analytical gradients of every coefficient with respect to
     positions and strain; :meth:`backward` contracts them with the gradient of a
-    scalar with respect to the coefficients (the leaf tensors in :attr:`leaves`).
-    For one 10-atom cell this took ~6 ms where autograd through featomic-torch's
-    backward node took ~0.6 s in our measurement (README, "Forces and stress").
+    scalar with respect to the coefficients (the leaf tensors in :attr:`leaves`, one
+    list per scale). For one 10-atom cell this took ~6 ms where autograd through
+    featomic-torch's backward node took ~0.6 s in our measurement (README, "Forces and
+    stress").
     """
 
-    def __init__(self, tensormap, leaves, atom_offset, n_atoms, with_strain, device, dtype):
-        self.tensormap = tensormap
-        self.leaves = leaves
+    def __init__(self, tensormaps, leaves, atom_offset, n_atoms, with_strain, device, dtype):
+        self.tensormaps = list(tensormaps)
+        self.leaves = [list(per_scale) for per_scale in leaves]
         self.atom_offset = atom_offset
         self.n_atoms = n_atoms
         self.with_strain = with_strain
@@ -407,65 +455,77 @@ class GeometryGradients:
         virials
             ``d output / d strain``, one (3, 3) array per structure (None without strain).
         """
-        d_values = torch.autograd.grad(output, self.leaves, allow_unused=True)
+        flat = [leaf for per_scale in self.leaves for leaf in per_scale]
+        d_flat = list(torch.autograd.grad(output, flat, allow_unused=True))
         n_total = int(self.n_atoms.sum())
         d_pos = torch.zeros((n_total, 3), dtype=self.dtype, device=self.device)
         d_strain = torch.zeros((len(self.n_atoms), 3, 3), dtype=self.dtype, device=self.device)
-        for block, dv in zip(self.tensormap.blocks(), d_values):
-            if dv is None:
-                continue
-            grad = block.gradient("positions")
-            g_samples = _long(grad.samples.values).to(self.device)  # (sample, system, atom)
-            g_values = torch.as_tensor(grad.values).to(device=self.device, dtype=self.dtype)
-            contrib = torch.einsum("gxmn,gmn->gx", g_values, dv[g_samples[:, 0]])
-            d_pos.index_add_(0, self.atom_offset[g_samples[:, 1]] + g_samples[:, 2], contrib)
-            if self.with_strain:
-                grad = block.gradient("strain")
-                g_samples = _long(grad.samples.values).to(self.device)[:, 0]  # (sample,)
-                g_values = torch.as_tensor(grad.values).to(device=self.device, dtype=self.dtype)
-                contrib = torch.einsum("gxymn,gmn->gxy", g_values, dv[g_samples])
-                system = _long(block.samples.values).to(self.device)[g_samples, 0]
-                d_strain.index_add_(0, system, contrib)
+        for tensormap, per_scale in zip(self.tensormaps, self.leaves):
+            d_values, d_flat = d_flat[: len(per_scale)], d_flat[len(per_scale) :]
+            for block, dv in zip(tensormap.blocks(), d_values):
+                if dv is None:
+                    continue
+                self._add_block(block, dv, d_pos, d_strain)
         split = torch.split(d_pos, self.n_atoms.tolist())
         positions = [p.cpu().numpy() for p in split]
         virials = [v.cpu().numpy() for v in d_strain] if self.with_strain else None
         return positions, virials
 
+    def _add_block(self, block, dv, d_pos, d_strain) -> None:
+        grad = block.gradient("positions")
+        g_samples = _long(grad.samples.values).to(self.device)  # (sample, system, atom)
+        g_values = torch.as_tensor(grad.values).to(device=self.device, dtype=self.dtype)
+        contrib = torch.einsum("gxmn,gmn->gx", g_values, dv[g_samples[:, 0]])
+        d_pos.index_add_(0, self.atom_offset[g_samples[:, 1]] + g_samples[:, 2], contrib)
+        if self.with_strain:
+            grad = block.gradient("strain")
+            g_samples = _long(grad.samples.values).to(self.device)[:, 0]  # (sample,)
+            g_values = torch.as_tensor(grad.values).to(device=self.device, dtype=self.dtype)
+            contrib = torch.einsum("gxymn,gmn->gxy", g_values, dv[g_samples])
+            system = _long(block.samples.values).to(self.device)[g_samples, 0]
+            d_strain.index_add_(0, system, contrib)
+
 
 def differentiable_pair_spectrum(
     frames: Sequence[Atoms],
-    hypers: dict | None = None,
+    hypers: dict | Sequence[dict] | None = None,
     dtype: torch.dtype = torch.float64,
     device: torch.device | str = "cpu",
     center_resolved: bool = False,
 ) -> tuple[PairSpectrum, GeometryGradients]:
     """Species-pair spectra whose derivatives with respect to geometry are available.
 
-    The expansion is computed once by featomic with analytical ``positions`` (and, when
-    every structure is 3D-periodic, ``strain``) gradients. The returned spectrum is
-    differentiable with respect to the expansion coefficients; pass any scalar computed
-    from it to :meth:`GeometryGradients.backward` to get its derivatives with respect
-    to the positions and the strain of each structure.
+    The expansion is computed once per scale by featomic with analytical ``positions``
+    (and, when every structure is 3D-periodic, ``strain``) gradients. The returned
+    spectrum is differentiable with respect to the expansion coefficients; pass any
+    scalar computed from it to :meth:`GeometryGradients.backward` to get its
+    derivatives with respect to the positions and the strain of each structure.
 
     Returns
     -------
     spectrum, gradients
     """
-    frames, hypers, lmax1, n_radial = _validated(frames, hypers)
+    frames, scales = _validated(frames, hypers)
     with_strain = all(atoms.pbc.all() for atoms in frames)
     relabelled, numbers = _relabelled(frames)
     gradients = ["positions", "strain"] if with_strain else ["positions"]
-    tensormap = _calculator(hypers).compute(relabelled, gradients=gradients)
-    leaves = [
-        torch.tensor(block.values, dtype=dtype, device=device, requires_grad=True)
-        for block in tensormap.blocks()
-    ]
     z = _numbers_tensor(numbers, device)
     n_atoms = torch.tensor([len(a) for a in frames], device=device)
     offset = torch.cumsum(n_atoms, 0) - n_atoms
-    values = _pair_spectrum_from_tensormap(
-        tensormap, offset, int(n_atoms.sum()), len(frames), z.shape[1], lmax1, n_radial, dtype,
-        device, block_values=leaves, center_resolved=center_resolved,
-    )  # fmt: skip
-    grads = GeometryGradients(tensormap, leaves, offset, n_atoms, with_strain, device, dtype)
-    return PairSpectrum(values, z, n_atoms, center_resolved), grads
+    tensormaps, leaves, values = [], [], []
+    for h in scales:
+        lmax1, n_radial = _basis_shape(h)
+        tensormap = _calculator(h).compute(relabelled, gradients=gradients)
+        tensormap = _merged_blocks(tensormap, z.shape[1])
+        scale_leaves = [
+            torch.tensor(block.values, dtype=dtype, device=device, requires_grad=True)
+            for block in tensormap.blocks()
+        ]
+        values.append(_pair_spectrum_from_tensormap(
+            tensormap, offset, int(n_atoms.sum()), len(frames), z.shape[1], lmax1, n_radial,
+            dtype, device, block_values=scale_leaves, center_resolved=center_resolved,
+        ))  # fmt: skip
+        tensormaps.append(tensormap)
+        leaves.append(scale_leaves)
+    grads = GeometryGradients(tensormaps, leaves, offset, n_atoms, with_strain, device, dtype)
+    return PairSpectrum(torch.cat(values, dim=4), z, n_atoms, center_resolved), grads

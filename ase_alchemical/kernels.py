@@ -5,6 +5,11 @@ to unit length (``"normalized"``: kernel of the *average* environment, a cosine
 similarity) or divided by the number of atoms (``"mean"``: additive, un-normalised).
 The kernel is polynomial, ``K = (X Y^T)^zeta``.
 
+Multi-scale features (several cutoffs, :func:`ase_alchemical.features.scale_sizes`) are
+normalised scale by scale and compared by a weighted sum of kernels,
+``K = sum_s w_s (X_s Y_s^T)^zeta`` with ``w_s >= 0, sum_s w_s = 1`` (so a normalised
+kernel still has unit diagonal and the relative regulariser keeps its meaning).
+
 Solves use a Cholesky factorisation with a relative jitter, so gradients flow through
 them (``torch.cholesky_solve`` is differentiable).
 """
@@ -18,8 +23,11 @@ __all__ = [
     "NORMALIZATIONS",
     "farthest_point_sampling",
     "full_krr_weights",
+    "kernel_diagonal",
+    "multiscale_kernel",
     "polynomial_kernel",
     "random_projection",
+    "scale_widths",
     "sparse_krr_weights",
     "structure_features",
 ]
@@ -27,8 +35,22 @@ __all__ = [
 NORMALIZATIONS = ("normalized", "mean")
 
 
+def _structure_features_one(
+    power_spectrum: torch.Tensor, n_atoms: torch.Tensor, normalization: str
+) -> torch.Tensor:
+    if normalization == "normalized":
+        norm = torch.linalg.vector_norm(power_spectrum, dim=1, keepdim=True)
+        return power_spectrum / norm.clamp_min(torch.finfo(power_spectrum.dtype).tiny)
+    if normalization == "mean":
+        return power_spectrum / n_atoms.to(power_spectrum).unsqueeze(1)
+    raise ValueError(f"unknown normalization {normalization!r}; use one of {NORMALIZATIONS}")
+
+
 def structure_features(
-    power_spectrum: torch.Tensor, n_atoms: torch.Tensor, normalization: str = "normalized"
+    power_spectrum: torch.Tensor,
+    n_atoms: torch.Tensor,
+    normalization: str = "normalized",
+    scale_sizes: list[int] | None = None,
 ) -> torch.Tensor:
     """Turn summed power spectra (S, F) into structure features.
 
@@ -40,19 +62,58 @@ def structure_features(
         Number of atoms of each structure.
     normalization
         ``"normalized"`` (unit norm) or ``"mean"`` (divide by the number of atoms).
+    scale_sizes
+        Multi-scale spectra: the (l, n, n') block length of each scale, the fastest axis
+        of ``power_spectrum`` being their concatenation. The result holds each scale's
+        features, normalised on their own, one after the other
+        (:func:`scale_widths` gives their lengths). ``None``: one scale.
     """
-    if normalization == "normalized":
-        norm = torch.linalg.vector_norm(power_spectrum, dim=1, keepdim=True)
-        return power_spectrum / norm.clamp_min(torch.finfo(power_spectrum.dtype).tiny)
-    if normalization == "mean":
-        return power_spectrum / n_atoms.to(power_spectrum).unsqueeze(1)
-    raise ValueError(f"unknown normalization {normalization!r}; use one of {NORMALIZATIONS}")
+    if scale_sizes is None or len(scale_sizes) == 1:
+        return _structure_features_one(power_spectrum, n_atoms, normalization)
+    s = power_spectrum.shape[0]
+    parts = power_spectrum.reshape(s, -1, sum(scale_sizes)).split(list(scale_sizes), dim=2)
+    return torch.cat(
+        [_structure_features_one(p.reshape(s, -1), n_atoms, normalization) for p in parts], 1
+    )
+
+
+def scale_widths(n_features: int, scale_sizes: list[int]) -> list[int]:
+    """Length of each scale's part of a structure feature vector of ``n_features``."""
+    total = sum(scale_sizes)
+    if n_features % total:
+        raise ValueError(f"{n_features} features do not split into scales {scale_sizes}")
+    return [n_features // total * size for size in scale_sizes]
 
 
 def polynomial_kernel(x: torch.Tensor, y: torch.Tensor, zeta: int = 1) -> torch.Tensor:
     """Polynomial kernel ``(x y^T)^zeta`` between two feature matrices."""
     k = x @ y.T
     return k if zeta == 1 else k**zeta
+
+
+def multiscale_kernel(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    zeta: int,
+    widths: list[int],
+    weights: torch.Tensor,
+) -> torch.Tensor:
+    """Weighted sum of polynomial kernels, ``sum_s weights[s] (x_s y_s^T)^zeta``, where
+    ``x_s`` are the columns of scale s (``widths``, see :func:`scale_widths`)."""
+    if len(widths) == 1:
+        return weights[0] * polynomial_kernel(x, y, zeta)
+    k = None
+    for x_s, y_s, w in zip(x.split(widths, 1), y.split(widths, 1), weights):
+        term = w * polynomial_kernel(x_s, y_s, zeta)
+        k = term if k is None else k + term
+    return k
+
+
+def kernel_diagonal(
+    x: torch.Tensor, zeta: int, widths: list[int], weights: torch.Tensor
+) -> torch.Tensor:
+    """``k(x_i, x_i)`` of :func:`multiscale_kernel` for every row, without the matrix."""
+    return sum(w * (x_s * x_s).sum(1) ** zeta for x_s, w in zip(x.split(widths, 1), weights))
 
 
 def _cholesky_solve(a: torch.Tensor, b: torch.Tensor, jitter: float) -> torch.Tensor:

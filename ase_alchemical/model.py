@@ -24,16 +24,20 @@ from .compression import AlchemicalCompression
 from .features import (
     DEFAULT_HYPERS,
     PairSpectrum,
-    _basis_shape,
     compute_pair_spectrum,
     differentiable_pair_spectrum,
+    hypers_list,
+    scale_sizes,
 )
 from .kernels import (
     NORMALIZATIONS,
     farthest_point_sampling,
     full_krr_weights,
+    kernel_diagonal,
+    multiscale_kernel,
     polynomial_kernel,
     random_projection,
+    scale_widths,
     sparse_krr_weights,
     structure_features,
 )
@@ -72,7 +76,9 @@ class AlchemicalKRR:
         ``init="identity"`` and ``n_steps=0`` this is plain multi-species SOAP).
     hypers
         featomic spherical-expansion hypers (plain dict; default
-        :data:`ase_alchemical.features.DEFAULT_HYPERS`).
+        :data:`ase_alchemical.features.DEFAULT_HYPERS`), or a list of them for a
+        *multi-scale* kernel (e.g. cutoffs 3, 5 and 7 Å, same ``max_radial``): a weighted
+        sum of one kernel per scale, each on its own normalised features.
     zeta
         Exponent of the polynomial kernel.
     normalization
@@ -84,6 +90,12 @@ class AlchemicalKRR:
         Keep this many principal components of the (l, n, n') channels of the pair
         spectrum (from the training set, before any U): a fixed linear map that shortens
         every feature vector and so every kernel evaluation. ``None``: keep all.
+    scale_weights
+        Initial weights of the scales of a multi-scale kernel (normalised to sum to 1;
+        ``None``: equal).
+    learn_scale_weights
+        Optimize the scale weights on the optimization-set loss together with U (as a
+        softmax of free parameters, so they stay positive and sum to 1).
     regularizer
         KRR regulariser, relative to the mean kernel diagonal (the starting value when
         ``learn_regularizer``).
@@ -130,6 +142,8 @@ class AlchemicalKRR:
         normalization: str = "normalized",
         center_resolved: bool = False,
         basis_components: int | None = None,
+        scale_weights: Sequence[float] | None = None,
+        learn_scale_weights: bool = True,
         regularizer: float = 1e-3,
         learn_regularizer: bool = True,
         solver: str = "sparse",
@@ -150,6 +164,8 @@ class AlchemicalKRR:
         self.normalization = normalization
         self.center_resolved = center_resolved
         self.basis_components = basis_components
+        self.scale_weights = scale_weights
+        self.learn_scale_weights = learn_scale_weights
         self.regularizer = regularizer
         self.learn_regularizer = learn_regularizer
         self.solver = solver
@@ -167,7 +183,8 @@ class AlchemicalKRR:
     # ------------------------------------------------------------------ parameters
     _PARAMS = (
         "d_j", "hypers", "zeta", "normalization", "center_resolved",
-        "basis_components", "regularizer", "learn_regularizer", "solver",
+        "basis_components", "scale_weights", "learn_scale_weights", "regularizer",
+        "learn_regularizer", "solver",
         "n_support", "gradient_flow", "n_steps", "step_train_size", "learning_rate", "init",
         "seed", "batch_size",
     )  # fmt: skip
@@ -181,6 +198,19 @@ class AlchemicalKRR:
         return "AlchemicalKRR(" + ", ".join(f"{k}={v!r}" for k, v in changed.items()) + ")"
 
     def _check_params(self) -> None:
+        n_scales = len(hypers_list(self.hypers))
+        if n_scales > 1 and self.basis_components is not None:
+            raise ValueError(
+                "basis_components mixes the (l, n, n') channels of all scales; it cannot be "
+                "combined with multi-scale hypers"
+            )
+        if self.scale_weights is not None:
+            w = np.asarray(self.scale_weights, dtype=float)
+            if w.shape != (n_scales,) or not np.all(w > 0):
+                raise ValueError(
+                    f"scale_weights must be {n_scales} positive numbers (one per scale of "
+                    f"hypers), got {self.scale_weights}"
+                )
         if self.normalization not in NORMALIZATIONS:
             raise ValueError(f"normalization must be one of {NORMALIZATIONS}")
         if self.gradient_flow not in GRADIENT_FLOWS:
@@ -200,8 +230,18 @@ class AlchemicalKRR:
             )
 
     @property
-    def _hypers(self) -> dict:
+    def _hypers(self) -> dict | list[dict]:
         return DEFAULT_HYPERS if self.hypers is None else self.hypers
+
+    @property
+    def n_scales(self) -> int:
+        """Number of scales (hypers dicts) of the kernel."""
+        return len(hypers_list(self.hypers))
+
+    def _initial_scale_logits(self) -> torch.Tensor:
+        w = np.ones(self.n_scales) if self.scale_weights is None else self.scale_weights
+        w = np.asarray(w, dtype=float)
+        return torch.as_tensor(np.log(w / w.sum()), dtype=torch.float64, device=self._device)
 
     @property
     def _device(self) -> torch.device:
@@ -239,8 +279,14 @@ class AlchemicalKRR:
         _, vectors = torch.linalg.eigh(v.T @ v)
         self.projection_ = vectors[:, -n:].flip(1).contiguous()
 
-    def _features(self, spectrum: PairSpectrum) -> torch.Tensor:
-        return structure_features(self.compression_(spectrum), spectrum.n_atoms, self.normalization)
+    def _features(self, spectrum: PairSpectrum, u: torch.Tensor | None = None) -> torch.Tensor:
+        """Structure features of spectra (with the fitted U, or ``u`` differentiably)."""
+        compressed = (
+            self.compression_(spectrum) if u is None
+            else torch.func.functional_call(self.compression_, {"U": u}, (spectrum,))
+        )  # fmt: skip
+        sizes = scale_sizes(self._hypers) if self.n_scales > 1 else None
+        return structure_features(compressed, spectrum.n_atoms, self.normalization, sizes)
 
     def _map_chunks(self, spectrum: PairSpectrum, fn, chunk: int = 1000) -> torch.Tensor:
         """``fn(features)`` over chunks of structures, concatenated: bounds the memory of
@@ -251,17 +297,30 @@ class AlchemicalKRR:
         ]
         return torch.cat(parts)
 
-    def _kernel(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return polynomial_kernel(x, y, int(self.zeta))
+    def _kernel(
+        self, x: torch.Tensor, y: torch.Tensor, weights: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Kernel between feature rows; ``weights`` of the scales (default: fitted)."""
+        if self.n_scales == 1:
+            return polynomial_kernel(x, y, int(self.zeta))
+        weights = self.scale_weights_ if weights is None else weights
+        widths = scale_widths(x.shape[1], scale_sizes(self._hypers))
+        return multiscale_kernel(x, y, int(self.zeta), widths, weights.to(x.dtype))
 
     def _solve(
-        self, x_train: torch.Tensor, support: torch.Tensor, y: torch.Tensor, regularizer=None
+        self,
+        x_train: torch.Tensor,
+        support: torch.Tensor,
+        y: torch.Tensor,
+        regularizer=None,
+        weights: torch.Tensor | None = None,
     ) -> torch.Tensor:
         reg = self.regularizer_ if regularizer is None else regularizer
         x_sup = x_train[support]
+        k_mm = self._kernel(x_sup, x_sup, weights)
         if self.solver == "full":
-            return full_krr_weights(self._kernel(x_sup, x_sup), y, reg)
-        return sparse_krr_weights(self._kernel(x_train, x_sup), self._kernel(x_sup, x_sup), y, reg)
+            return full_krr_weights(k_mm, y, reg)
+        return sparse_krr_weights(self._kernel(x_train, x_sup, weights), k_mm, y, reg)
 
     # ------------------------------------------------------------------ fit
     def fit(
@@ -331,30 +390,68 @@ class AlchemicalKRR:
             self.support_index_ = farthest_point_sampling(x0, n_support).to(self._device)
         self.loss_history_: list[dict] = []
         self.regularizer_ = float(self.regularizer)
+        self.scale_weights_ = torch.softmax(self._initial_scale_logits(), 0)
         if optimize:
             self._optimize(rho_t, y_t, rho_o, y_o, tqdm)
         with torch.no_grad():
-            x_sup = self._features(rho_t[self.support_index_])
-            k_mm = self._kernel(x_sup, x_sup)
-            reg = self.regularizer_
-            self.gram_ = None
-            if self.solver == "full":
-                self.weights_ = full_krr_weights(k_mm, y_t, reg)
-            else:
-                k_nm = self._map_chunks(rho_t, lambda x: self._kernel(x, x_sup))
-                self.weights_ = sparse_krr_weights(k_nm, k_mm, y_t, reg)
-                self.gram_ = k_nm.T @ k_nm  # for the predictive variance; M x M
-                del k_nm
-            self.support_features_ = x_sup
-            self._variance_cache = None
+            self._solve_weights(rho_t, y_t, self._features(rho_t[self.support_index_]))
             self.uncertainty_scale_ = None
             if optimize:
                 self._calibrate(rho_o, y_o)
-        sup = self.support_index_.cpu().numpy()
-        self.support_ = [train[i].copy() for i in sup]
+        self._set_support([train[i] for i in self.support_index_.cpu().numpy()])
+        self.fit_time_ = time.perf_counter() - t0
+        return self
+
+    def _solve_weights(self, rho: PairSpectrum, y: torch.Tensor, x_sup: torch.Tensor) -> None:
+        """Final KRR weights on (projected) spectra ``rho`` with standardised targets ``y``,
+        for support features ``x_sup`` (all of ``rho`` with the full solver)."""
+        k_mm = self._kernel(x_sup, x_sup)
+        self.gram_ = None
+        if self.solver == "full":
+            self.weights_ = full_krr_weights(k_mm, y, self.regularizer_)
+        else:
+            k_nm = self._map_chunks(rho, lambda x: self._kernel(x, x_sup))
+            self.weights_ = sparse_krr_weights(k_nm, k_mm, y, self.regularizer_)
+            self.gram_ = k_nm.T @ k_nm  # for the predictive variance; M x M
+            del k_nm
+        self.support_features_ = x_sup
+        self._variance_cache = None
+
+    def _set_support(self, frames: Sequence[Atoms]) -> None:
+        self.support_ = [atoms.copy() for atoms in frames]
         for atoms in self.support_:
             atoms.calc = None
-        self.fit_time_ = time.perf_counter() - t0
+
+    def refit(self, frames: Sequence[Atoms], spectrum: PairSpectrum | None = None) -> AlchemicalKRR:
+        """Solve the KRR weights again on ``frames``, keeping U, the regulariser and the
+        scale weights: e.g. on training + optimization set once U is learned, so that
+        the final model uses every labelled structure.
+
+        With the full solver every structure of ``frames`` becomes a support point; the
+        sparse solver keeps its support points and solves on ``frames``. The uncertainty
+        scale is kept from the calibration before (the optimization set can no longer
+        calibrate a model that was solved on it).
+
+        Parameters
+        ----------
+        frames
+            Structures with ``info["energy"]`` (total, eV).
+        spectrum
+            Their precomputed :meth:`pair_spectrum`.
+        """
+        self._check_fitted()
+        frames = list(frames)
+        rho = spectrum if spectrum is not None else self.pair_spectrum(frames)
+        rho = self._project(rho.to(self._device))
+        y = (torch.as_tensor(_energies(frames), device=self._device) / rho.n_atoms
+             - self.y_mean_) / self.y_std_  # fmt: skip
+        with torch.no_grad():
+            if self.solver == "full":
+                self._solve_weights(rho, y, self._features(rho))
+                self._set_support(frames)
+                self.support_index_ = torch.arange(len(frames), device=self._device)
+            else:
+                self._solve_weights(rho, y, self.support_features_)
         return self
 
     def step_loss(
@@ -366,6 +463,7 @@ class AlchemicalKRR:
         y_opt: torch.Tensor,
         support: torch.Tensor | None = None,
         log_regularizer: torch.Tensor | None = None,
+        scale_logits: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The joint-training objective as a function of U (one optimization step).
 
@@ -387,6 +485,9 @@ class AlchemicalKRR:
             Indices of the support points in ``train_spectrum`` (default: the fitted ones).
         log_regularizer
             log of the relative regulariser (default: the current one, as a constant).
+        scale_logits
+            Multi-scale kernel: the scale weights are ``softmax(scale_logits)``
+            (default: the current weights, as constants).
 
         Returns
         -------
@@ -394,36 +495,37 @@ class AlchemicalKRR:
         """
         support = self.support_index_ if support is None else support
         reg = self.regularizer_ if log_regularizer is None else torch.exp(log_regularizer)
-        params = {"U": u}
-        x_t, x_o = (
-            structure_features(
-                torch.func.functional_call(self.compression_, params, (spectrum,)),
-                spectrum.n_atoms,
-                self.normalization,
-            )  # fmt: skip
-            for spectrum in (train_spectrum, opt_spectrum)
-        )
+        w = None if scale_logits is None else torch.softmax(scale_logits, 0)
+        x_t, x_o = (self._features(spectrum, u) for spectrum in (train_spectrum, opt_spectrum))
         if self.gradient_flow == "detach":
             x_t = x_t.detach()
-        weights = self._solve(x_t, support, y_train, reg)
+        weights = self._solve(x_t, support, y_train, reg, w)
         if self.gradient_flow == "detach":
             weights = weights.detach()
         x_sup = x_t[support]
-        loss = torch.mean((self._kernel(x_o, x_sup) @ weights - y_opt) ** 2)
+        loss = torch.mean((self._kernel(x_o, x_sup, w) @ weights - y_opt) ** 2)
         with torch.no_grad():
-            train_pred = self._kernel(x_t, x_sup) @ weights
+            train_pred = self._kernel(x_t, x_sup, w) @ weights
         return loss, train_pred.detach()
 
     def _optimize(self, rho_t, y_t, rho_o, y_o, tqdm) -> None:
-        """Adam on U (and log lambda); keeps the values with the lowest opt-set loss."""
+        """Adam on U (and log lambda, and the scale weights); keeps the values with the
+        lowest opt-set loss."""
         u = self.compression_.U
         log_reg = torch.tensor(
             float(np.log(self.regularizer)), dtype=u.dtype, device=u.device,
             requires_grad=bool(self.learn_regularizer),
         )  # fmt: skip
-        params = [u, log_reg] if self.learn_regularizer else [u]
+        learn_scales = bool(self.learn_scale_weights) and self.n_scales > 1
+        logits = self._initial_scale_logits().to(u).requires_grad_(learn_scales)
+        params = [u] + [log_reg] * bool(self.learn_regularizer) + [logits] * learn_scales
         optimizer = torch.optim.Adam(params, lr=self.learning_rate)
-        best = (float("inf"), u.detach().clone(), float(log_reg.detach()), -1)
+
+        def snapshot(value: float, step: int) -> tuple:
+            return (value, u.detach().clone(), float(log_reg.detach()), step,
+                    logits.detach().clone())  # fmt: skip
+
+        best = snapshot(float("inf"), -1)
         n, sup = len(rho_t), self.support_index_
         subsample = self.step_train_size is not None and self.step_train_size < n
         if subsample:
@@ -448,16 +550,17 @@ class AlchemicalKRR:
                 rho_s, y_s, sup_s = rho_t[idx], y_t[idx], torch.arange(len(sup), device=sup.device)
             else:
                 rho_s, y_s, sup_s = rho_t, y_t, sup
-            loss, train_pred = self.step_loss(u, rho_s, y_s, rho_o, y_o, sup_s, log_reg)
+            loss, train_pred = self.step_loss(u, rho_s, y_s, rho_o, y_o, sup_s, log_reg, logits)
             value = float(loss.detach())
             train_rmse = float(torch.sqrt(torch.mean((train_pred - y_s) ** 2))) * self.y_std_
             opt_rmse = value**0.5 * self.y_std_
-            self.loss_history_.append(
-                {"step": step, "opt_rmse": opt_rmse, "train_rmse": train_rmse, "loss": value,
-                 "regularizer": float(torch.exp(log_reg.detach()))}
-            )  # fmt: skip
+            record = {"step": step, "opt_rmse": opt_rmse, "train_rmse": train_rmse,
+                      "loss": value, "regularizer": float(torch.exp(log_reg.detach()))}  # fmt: skip
+            if self.n_scales > 1:
+                record["scale_weights"] = torch.softmax(logits.detach(), 0).tolist()
+            self.loss_history_.append(record)
             if value < best[0]:
-                best = (value, u.detach().clone(), float(log_reg.detach()), step)
+                best = snapshot(value, step)
             bar.set_postfix(opt_rmse=f"{opt_rmse:.4f}")
             if not np.isfinite(value):
                 break
@@ -467,6 +570,7 @@ class AlchemicalKRR:
             u.copy_(best[1])
         self.regularizer_ = float(np.exp(best[2]))
         self.best_step_ = best[3]
+        self.scale_weights_ = torch.softmax(best[4], 0)
 
     # ------------------------------------------------------------------ predict
     def _check_fitted(self) -> None:
@@ -488,6 +592,7 @@ class AlchemicalKRR:
             self.projection_ = self.projection_.to(device=self._device, dtype=dtype)
         if getattr(self, "gram_", None) is not None:
             self.gram_ = self.gram_.to(device=self._device, dtype=dtype)
+        self.scale_weights_ = self.scale_weights_.to(device=self._device, dtype=dtype)
         self._variance_cache = None
         return self
 
@@ -651,7 +756,11 @@ class AlchemicalKRR:
     def _raw_variance(self, x: torch.Tensor, k_star: torch.Tensor) -> torch.Tensor:
         """GP predictive variance (prior amplitude 1, standardised targets) of features x."""
         factor, factor_a, lam = self._variance_factors()
-        prior = (x * x).sum(1) ** int(self.zeta)  # k(x, x) of the polynomial kernel
+        widths = (
+            [x.shape[1]] if self.n_scales == 1
+            else scale_widths(x.shape[1], scale_sizes(self._hypers))
+        )  # fmt: skip
+        prior = kernel_diagonal(x, int(self.zeta), widths, self.scale_weights_.to(x.dtype))
         v = torch.linalg.solve_triangular(factor, k_star.T, upper=False)
         var = prior - (v * v).sum(0) + lam
         if factor_a is not None:
@@ -705,6 +814,7 @@ class AlchemicalKRR:
             "U": self.compression_.U.detach().cpu().clone(),
             "weights": self.weights_.detach().cpu().clone(),
             "regularizer": self.regularizer_,
+            "scale_weights": self.scale_weights_.detach().cpu().clone(),
             "projection": None if self.projection_ is None else self.projection_.cpu().clone(),
             "gram": None if getattr(self, "gram_", None) is None else self.gram_.cpu().clone(),
             "uncertainty_scale": getattr(self, "uncertainty_scale_", None),
@@ -792,6 +902,15 @@ def load_model(path: str | os.PathLike, device: str | torch.device | None = None
         model.compression_.to(model._device)
         model.weights_ = state["weights"].to(model._device)
         model.regularizer_ = float(state["regularizer"])
+        weights = state.get("scale_weights")  # absent in files from before multi-scale
+        model.scale_weights_ = (
+            torch.ones(1, dtype=torch.float64) if weights is None else weights
+        ).to(model._device)
+        if model.scale_weights_.shape != (model.n_scales,):
+            raise ModelFileError(
+                f"{path}: {model.scale_weights_.numel()} scale weights for "
+                f"{model.n_scales} scales of hypers"
+            )
         projection = state.get("projection")
         model.projection_ = None if projection is None else projection.to(model._device)
         gram = state.get("gram")  # absent in files from before uncertainties
@@ -806,7 +925,10 @@ def load_model(path: str | os.PathLike, device: str | torch.device | None = None
         model.metadata_ = json.loads(state["metadata"])
     except (KeyError, TypeError, ValueError) as e:
         raise ModelFileError(f"{path} is an incomplete or inconsistent model file: {e}") from None
-    _basis_shape(model._hypers)
+    try:
+        hypers_list(model._hypers)
+    except ValueError as e:
+        raise ModelFileError(f"{path}: {e}") from None
     with torch.no_grad():
         model.support_features_ = model._features(
             model._project(model.pair_spectrum(model.support_, progress=False))

@@ -41,6 +41,7 @@ def train_elpasolite_model(
     data: str | os.PathLike | None = None,
     out: str | os.PathLike | None = None,
     frames: list | None = None,
+    refit_on_opt: bool = False,
     **model_params,
 ) -> tuple[AlchemicalKRR, dict]:
     """Fit an :class:`AlchemicalKRR` on the elpasolites and evaluate it on the test split.
@@ -58,6 +59,10 @@ def train_elpasolite_model(
         Where to save the model (atomically); ``None`` to not save.
     frames
         Already loaded elpasolites (skips reading ``data`` again).
+    refit_on_opt
+        Once U is learned, solve the final weights on the training *and* optimization
+        sets (:meth:`AlchemicalKRR.refit`), so the model uses every labelled crystal but
+        the test set; the uncertainty stays calibrated on the optimization set before it.
     **model_params
         Passed to :class:`AlchemicalKRR`.
 
@@ -73,6 +78,8 @@ def train_elpasolite_model(
     model = AlchemicalKRR(**model_params)
     t0 = time.perf_counter()
     model.fit(train, opt if n_opt > 0 else None)
+    if refit_on_opt and n_opt > 0:
+        model.refit(train + opt)
     fit_time = time.perf_counter() - t0
     t0 = time.perf_counter()
     test_spectrum = model.pair_spectrum(test)
@@ -88,6 +95,7 @@ def train_elpasolite_model(
         "n_train": n_train,
         "n_opt": n_opt,
         "n_test": n_test,
+        "refit_on_opt": bool(refit_on_opt and n_opt > 0),
         "test_mae_ev_per_atom": float(np.abs(err).mean()),
         "test_rmse_ev_per_atom": float(np.sqrt((err**2).mean())),
         "fit_time_s": fit_time,

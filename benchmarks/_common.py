@@ -72,8 +72,9 @@ def compare_variants(variants: dict, spectra, y_test, train, opt, d_j: int, step
     return rows
 
 
-def write_variant_table(out: str, title: str, setting: str, rows: list) -> None:
-    """Markdown report of :func:`compare_variants` rows, written atomically."""
+def write_table(out: str, title: str, setting: str, header: list[str], rows: list) -> None:
+    """Markdown report: a title with the package version and machine, a line saying what
+    was run, and a table (first column left-aligned, the others right), written atomically."""
     import platform
 
     from ase_alchemical import __version__
@@ -85,9 +86,16 @@ def write_variant_table(out: str, title: str, setting: str, rows: list) -> None:
         "",
         setting,
         "",
-        "| variant | best opt RMSE (eV/atom) | test MAE (eV/atom) | fit time (s) |",
-        "|---|---:|---:|---:|",
-    ] + [f"| {n} | {r:.4f} | {m:.4f} | {t:.0f} |" for n, r, m, t in rows]
+        "| " + " | ".join(header) + " |",
+        "|---|" + "---:|" * (len(header) - 1),
+    ] + ["| " + " | ".join(str(v) for v in row) + " |" for row in rows]
     text = "\n".join(lines) + "\n"
     atomic_write(out, lambda tmp: tmp.write_text(text))
     print(f"wrote {out}")
+
+
+def write_variant_table(out: str, title: str, setting: str, rows: list) -> None:
+    """Markdown report of :func:`compare_variants` rows, written atomically."""
+    header = ["variant", "best opt RMSE (eV/atom)", "test MAE (eV/atom)", "fit time (s)"]
+    table = [(n, f"{r:.4f}", f"{m:.4f}", f"{t:.0f}") for n, r, m, t in rows]
+    write_table(out, title, setting, header, table)

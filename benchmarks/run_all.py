@@ -30,6 +30,8 @@ BENCHMARKS = {
     "feature_options": ("feature_options.py", ["--quick"], True),
     "normalization": ("normalization.py", ["--quick"], True),
     "geometry_rule": ("geometry_rule.py", ["--quick"], True),
+    "multiscale": ("multiscale.py", ["--quick"], True),
+    "refit": ("refit.py", ["--quick"], True),
 }
 
 

@@ -219,3 +219,40 @@ def test_full_basis_projection_changes_nothing_and_survives_save(
     loaded = load_model(short.save(tmp_path / "short.pt"))
     np.testing.assert_allclose(loaded.predict(test), short.predict(test), rtol=1e-10)
     assert loaded.center_resolved == center_resolved
+
+
+@pytest.mark.parametrize("solver", ["full", "sparse"])
+def test_refit_solves_the_weights_on_more_structures(synthetic_frames, solver, tmp_path):
+    """Known answer: refit = the KRR solve on the new structures with U, the regulariser
+    and the target standardisation kept."""
+    frames = synthetic_frames[0]
+    _label(frames, synthetic_frames[1], np.random.default_rng(7).normal(size=(6, 2)))
+    model = AlchemicalKRR(d_j=2, hypers=SMALL, n_steps=3, solver=solver, n_support=40)
+    model.fit(frames[:80], frames[80:120])
+    u, reg, scale = model.U, model.regularizer_, model.uncertainty_scale_
+    sup_before = model.support_features_.clone()
+    test = frames[300:320]
+    before = model.predict_per_atom(test)
+    model.refit(frames[:120])
+    np.testing.assert_array_equal(model.U, u)
+    assert model.regularizer_ == reg and model.uncertainty_scale_ == scale
+    with torch.no_grad():
+        x = model._features(model.pair_spectrum(frames[:120]))
+        x_test = model._features(model.pair_spectrum(test))
+        y = torch.tensor([a.info["energy"] / len(a) for a in frames[:120]], dtype=torch.float64)
+        y = (y - model.y_mean_) / model.y_std_
+        if solver == "full":
+            assert len(model.support_) == 120
+            w = full_krr_weights(polynomial_kernel(x, x, 2), y, reg)
+            k_test = polynomial_kernel(x_test, x, 2)
+        else:  # the support points are kept
+            torch.testing.assert_close(model.support_features_, sup_before)
+            k_mm = polynomial_kernel(sup_before, sup_before, 2)
+            w = sparse_krr_weights(polynomial_kernel(x, sup_before, 2), k_mm, y, reg)
+            k_test = polynomial_kernel(x_test, sup_before, 2)
+    expected = (k_test @ w).numpy() * model.y_std_ + model.y_mean_
+    after = model.predict_per_atom(test)
+    np.testing.assert_allclose(after, expected, rtol=1e-8, atol=1e-10)
+    assert not np.allclose(after, before)
+    loaded = load_model(model.save(tmp_path / "refit.pt"))
+    np.testing.assert_allclose(loaded.predict_per_atom(test), after, rtol=1e-9)

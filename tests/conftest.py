@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from ase_alchemical.datasets import DATA_ENV, build_elpasolite, load_elpasolites
@@ -44,3 +46,19 @@ def crystals():
         build_elpasolite("Ga", "Li", "Rb", "Br"),
         build_elpasolite("In", "K", "Cs", "I"),
     ]
+
+
+#: Six elements (and their atomic numbers) for small synthetic problems.
+SIX_ELEMENTS = ["Li", "Na", "K", "F", "Cl", "Br"]
+
+
+@pytest.fixture(scope="session")
+def six_element_crystals():
+    """Factory ``(n, seed) -> frames``: n distinct random elpasolites over six elements."""
+
+    def make(n: int, seed: int) -> list:
+        rng = np.random.default_rng(seed)
+        combos = list(itertools.product(SIX_ELEMENTS, repeat=4))
+        return [build_elpasolite(*combos[i]) for i in rng.choice(len(combos), n, replace=False)]
+
+    return make

@@ -1,5 +1,3 @@
-import itertools
-
 import numpy as np
 import pytest
 import torch
@@ -26,12 +24,9 @@ SPECIES = [3, 9, 11, 17, 19, 35]
 
 
 @pytest.fixture(scope="module")
-def synthetic_frames():
+def synthetic_frames(six_element_crystals):
     """Elpasolites over 6 elements (prototype geometry) and their spectra."""
-    rng = np.random.default_rng(0)
-    combos = list(itertools.product(["Li", "Na", "K", "F", "Cl", "Br"], repeat=4))
-    picks = rng.choice(len(combos), 400, replace=False)
-    frames = [build_elpasolite(*combos[i]) for i in picks]
+    frames = six_element_crystals(400, seed=0)
     return frames, compute_pair_spectrum(frames, UNSCALED)
 
 

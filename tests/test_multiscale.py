@@ -1,7 +1,5 @@
 """Multi-scale kernels: a learned weighted sum of kernels built at several cutoffs."""
 
-import itertools
-
 import numpy as np
 import pytest
 import torch
@@ -19,10 +17,8 @@ SPECIES = [3, 9, 11, 17, 19, 35]
 
 
 @pytest.fixture(scope="module")
-def frames():
-    rng = np.random.default_rng(2)
-    combos = list(itertools.product(["Li", "Na", "K", "F", "Cl", "Br"], repeat=4))
-    return [build_elpasolite(*combos[i]) for i in rng.choice(len(combos), 240, replace=False)]
+def frames(six_element_crystals):
+    return six_element_crystals(240, seed=2)
 
 
 @pytest.mark.parametrize("center_resolved", [False, True])

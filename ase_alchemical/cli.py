@@ -60,6 +60,10 @@ def _add_train(sub) -> None:
     p.add_argument("--steps", type=int, default=250, help="Adam steps on U")
     p.add_argument("--learning-rate", type=float, default=0.1, help="Adam learning rate")
     p.add_argument(
+        "--lr-schedule", choices=["constant", "cosine"], default="constant",
+        help="learning rate over the steps: constant, or cosine decay to zero",
+    )  # fmt: skip
+    p.add_argument(
         "--step-train-size", type=int, default=2000,
         help="training structures per optimization step (random subset); 0 = all",
     )  # fmt: skip
@@ -134,6 +138,7 @@ def _cmd_train(args) -> int:
         d_j=args.d_j, hypers=hypers, zeta=args.zeta, normalization=args.normalization,
         regularizer=args.regularizer, solver=args.solver, n_support=args.n_support,
         gradient_flow=args.gradient_flow, n_steps=args.steps, learning_rate=args.learning_rate,
+        lr_schedule=args.lr_schedule,
         learn_regularizer=not args.fixed_regularizer and args.gradient_flow == "full",
         step_train_size=args.step_train_size or None,
         init=args.init, seed=args.seed, device=args.device, progress=not args.quiet,

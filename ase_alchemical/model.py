@@ -48,6 +48,7 @@ MODEL_FORMAT = "ase-alchemical-model"
 MODEL_FORMAT_VERSION = 1
 GRADIENT_FLOWS = ("full", "detach")
 SOLVERS = ("sparse", "full")
+LR_SCHEDULES = ("constant", "cosine")
 
 
 class ModelFileError(ValueError):
@@ -121,6 +122,10 @@ class AlchemicalKRR:
         training set.
     learning_rate
         Adam learning rate.
+    lr_schedule
+        ``"constant"`` learning rate, or ``"cosine"``: decayed from ``learning_rate`` to
+        zero over the ``n_steps`` (smaller, less noisy steps at the end, where the
+        per-step training subsets make the loss noisy).
     init
         Initial U: ``"elements"``, ``"random"``, ``"identity"`` or an array
         (see :class:`~ase_alchemical.compression.AlchemicalCompression`).
@@ -152,6 +157,7 @@ class AlchemicalKRR:
         n_steps: int = 250,
         step_train_size: int | None = 2000,
         learning_rate: float = 0.1,
+        lr_schedule: str = "constant",
         init: str | np.ndarray = "elements",
         seed: int = 0,
         batch_size: int = 100,
@@ -174,6 +180,7 @@ class AlchemicalKRR:
         self.n_steps = n_steps
         self.step_train_size = step_train_size
         self.learning_rate = learning_rate
+        self.lr_schedule = lr_schedule
         self.init = init
         self.seed = seed
         self.batch_size = batch_size
@@ -185,7 +192,8 @@ class AlchemicalKRR:
         "d_j", "hypers", "zeta", "normalization", "center_resolved",
         "basis_components", "scale_weights", "learn_scale_weights", "regularizer",
         "learn_regularizer", "solver",
-        "n_support", "gradient_flow", "n_steps", "step_train_size", "learning_rate", "init",
+        "n_support", "gradient_flow", "n_steps", "step_train_size", "learning_rate", "lr_schedule",
+        "init",
         "seed", "batch_size",
     )  # fmt: skip
 
@@ -215,6 +223,8 @@ class AlchemicalKRR:
             raise ValueError(f"normalization must be one of {NORMALIZATIONS}")
         if self.gradient_flow not in GRADIENT_FLOWS:
             raise ValueError(f"gradient_flow must be one of {GRADIENT_FLOWS}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
         if self.solver not in SOLVERS:
             raise ValueError(f"solver must be one of {SOLVERS}")
         if int(self.zeta) != self.zeta or self.zeta < 1:
@@ -520,6 +530,9 @@ class AlchemicalKRR:
         logits = self._initial_scale_logits().to(u).requires_grad_(learn_scales)
         params = [u] + [log_reg] * bool(self.learn_regularizer) + [logits] * learn_scales
         optimizer = torch.optim.Adam(params, lr=self.learning_rate)
+        scheduler = None
+        if self.lr_schedule == "cosine":
+            scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, self.n_steps)
 
         def snapshot(value: float, step: int) -> tuple:
             return (value, u.detach().clone(), float(log_reg.detach()), step,
@@ -555,7 +568,8 @@ class AlchemicalKRR:
             train_rmse = float(torch.sqrt(torch.mean((train_pred - y_s) ** 2))) * self.y_std_
             opt_rmse = value**0.5 * self.y_std_
             record = {"step": step, "opt_rmse": opt_rmse, "train_rmse": train_rmse,
-                      "loss": value, "regularizer": float(torch.exp(log_reg.detach()))}  # fmt: skip
+                      "loss": value, "regularizer": float(torch.exp(log_reg.detach())),
+                      "learning_rate": optimizer.param_groups[0]["lr"]}  # fmt: skip
             if self.n_scales > 1:
                 record["scale_weights"] = torch.softmax(logits.detach(), 0).tolist()
             self.loss_history_.append(record)
@@ -566,6 +580,8 @@ class AlchemicalKRR:
                 break
             loss.backward()
             optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
         with torch.no_grad():
             u.copy_(best[1])
         self.regularizer_ = float(np.exp(best[2]))

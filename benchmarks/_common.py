@@ -23,8 +23,9 @@ def fit_and_score(model, spectra, y_test: np.ndarray, train, opt) -> tuple[float
     return opt_rmse, float(np.abs(pred - y_test).mean()), fit_s
 
 
-def study_arguments(description: str, d_j: bool = True):
-    """Parse the options every side-by-side study shares.
+def study_arguments(description: str, d_j: bool = True, extra: list | None = None):
+    """Parse the options every side-by-side study shares (and ``extra``: a list of
+    ``(flags, kwargs)`` for ``add_argument``).
 
     Returns the parsed arguments and (n_train, steps): 3,000 and 60 by default, 1,000 and
     20 with ``--quick``, unless given.
@@ -39,6 +40,8 @@ def study_arguments(description: str, d_j: bool = True):
     if d_j:
         parser.add_argument("--d-j", type=int, default=4)
     parser.add_argument("--out", default=None, help="write the markdown table (and plot) here")
+    for flags, kwargs in extra or []:
+        parser.add_argument(*flags, **kwargs)
     args = parser.parse_args()
     n_train = args.n_train or (1000 if args.quick else 3000)
     steps = args.steps or (20 if args.quick else 60)

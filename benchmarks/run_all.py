@@ -32,7 +32,11 @@ BENCHMARKS = {
     "geometry_rule": ("geometry_rule.py", ["--quick"], True),
     "multiscale": ("multiscale.py", ["--quick"], True),
     "refit": ("refit.py", ["--quick"], True),
+    "schedule": ("schedule.py", ["--quick"], True),
 }
+
+#: arguments in full mode, where they differ from the script's defaults
+FULL_ARGS = {"schedule": ["--n-train", "6000", "--steps", "250", "--seeds", "0", "1", "2"]}
 
 
 def main() -> int:
@@ -48,7 +52,8 @@ def main() -> int:
     failed, summary = [], []
     for name in args.only or BENCHMARKS:
         script, quick_args, takes_out = BENCHMARKS[name]
-        cmd = [sys.executable, str(HERE / script)] + (quick_args if args.quick else [])
+        cmd = [sys.executable, str(HERE / script)]
+        cmd += quick_args if args.quick else FULL_ARGS.get(name, [])
         if args.data:
             cmd += ["--data", args.data]
         if takes_out:

@@ -16,7 +16,7 @@ def trained(tmp_path_factory, data_dir):
     code = main([
         "train", "--d-j", "2", "--n-train", "300", "--n-opt", "100", "--n-test", "200",
         "--steps", "5", "--n-support", "150", "--max-radial", "3", "--max-angular", "2",
-        "--data", str(data_dir), "--out", str(out), "--quiet",
+        "--lr-schedule", "cosine", "--data", str(data_dir), "--out", str(out), "--quiet",
     ])  # fmt: skip
     assert code == 0
     return out
@@ -32,6 +32,7 @@ def test_train_writes_model_with_provenance(trained, capsys):
     }
     assert 0 < meta["test_mae_ev_per_atom"] < 1.0
     assert model.d_j == 2 and len(model.loss_history_) == 5
+    assert model.lr_schedule == "cosine" and model.loss_history_[-1]["learning_rate"] < 0.1
 
 
 def test_evaluate_reproduces_recorded_mae(trained, data_dir, capsys):

@@ -186,6 +186,8 @@ def test_unfitted_and_bad_params():
     frames[0].info["energy"] = -1.0
     with pytest.raises(ValueError, match="gradient_flow"):
         AlchemicalKRR(gradient_flow="sideways").fit(frames)
+    with pytest.raises(ValueError, match="lr_schedule must be one of"):
+        AlchemicalKRR(lr_schedule="linear").fit(frames)
     with pytest.raises(ValueError, match="basis_components must be >= 1"):
         AlchemicalKRR(basis_components=0).fit(frames)
     with pytest.raises(ValueError, match="no info\\['energy'\\]"):
@@ -251,3 +253,24 @@ def test_refit_solves_the_weights_on_more_structures(synthetic_frames, solver, t
     assert not np.allclose(after, before)
     loaded = load_model(model.save(tmp_path / "refit.pt"))
     np.testing.assert_allclose(loaded.predict_per_atom(test), after, rtol=1e-9)
+
+
+def test_cosine_learning_rate_schedule(synthetic_frames, tmp_path):
+    frames, spectrum = synthetic_frames
+    _label(frames, spectrum, np.random.default_rng(7).normal(size=(6, 2)))
+    train, opt = frames[:200], frames[200:300]
+    params = dict(d_j=2, hypers=UNSCALED, zeta=1, solver="full", init="random", seed=5,
+                  n_steps=20, learning_rate=0.05)  # fmt: skip
+    constant = AlchemicalKRR(**params).fit(train, opt)
+    cosine = AlchemicalKRR(**params, lr_schedule="cosine").fit(train, opt)
+    lrs = np.array([h["learning_rate"] for h in cosine.loss_history_])
+    steps = np.arange(20)
+    np.testing.assert_allclose(lrs, 0.05 * 0.5 * (1 + np.cos(np.pi * steps / 20)), rtol=1e-12)
+    assert {h["learning_rate"] for h in constant.loss_history_} == {0.05}
+    # the same first step, then different paths; the cosine fit still learns
+    assert cosine.loss_history_[1]["loss"] == pytest.approx(constant.loss_history_[1]["loss"])
+    assert not np.allclose(cosine.U, constant.U)
+    hist = cosine.loss_history_
+    assert min(h["opt_rmse"] for h in hist) < 0.5 * hist[0]["opt_rmse"]
+    cosine.save(tmp_path / "m.pt")
+    assert load_model(tmp_path / "m.pt").lr_schedule == "cosine"

@@ -75,6 +75,11 @@ def compare_variants(variants: dict, spectra, y_test, train, opt, d_j: int, step
     return rows
 
 
+def print_row(row) -> None:
+    """One result row on stdout: strings and integers as they are, floats to 4 decimals."""
+    print("  ".join(str(v) if isinstance(v, (str, int)) else f"{v:.4f}" for v in row))
+
+
 def write_table(out: str, title: str, setting: str, header: list[str], rows: list) -> None:
     """Markdown report: a title with the package version and machine, a line saying what
     was run, and a table (first column left-aligned, the others right), written atomically."""

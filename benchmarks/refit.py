@@ -17,7 +17,7 @@ import copy
 import time
 
 import torch
-from _common import study_arguments, write_table  # benchmarks/ is on sys.path
+from _common import print_row, study_arguments, write_table  # benchmarks/ is on sys.path
 
 from ase_alchemical import AlchemicalKRR
 from ase_alchemical.datasets import load_elpasolites, split
@@ -47,7 +47,7 @@ def main() -> None:
     ):
         row = (name, n_weights, _mae(m, opt_b), _mae(m, test), seconds)
         rows.append(row)
-        print("  ".join(str(v) if isinstance(v, (str, int)) else f"{v:.4f}" for v in row))
+        print_row(row)
     if args.out:
         write_table(
             args.out,

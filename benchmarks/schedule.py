@@ -18,7 +18,7 @@ import time
 
 import numpy as np
 import torch
-from _common import study_arguments, write_table  # benchmarks/ is on sys.path
+from _common import print_row, study_arguments, write_table  # benchmarks/ is on sys.path
 
 from ase_alchemical import AlchemicalKRR
 from ase_alchemical.datasets import load_elpasolites, split
@@ -68,7 +68,7 @@ def main() -> None:
         row = (name, seed, best, last, model.best_step_, _mae(model, rho_b, opt_b),
                _mae(model, rho_test, test), seconds)  # fmt: skip
         rows.append(row)
-        print("  ".join(str(v) if isinstance(v, (str, int)) else f"{v:.4f}" for v in row))
+        print_row(row)
     if args.out:
         write_table(
             args.out,

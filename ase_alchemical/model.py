@@ -314,8 +314,13 @@ class AlchemicalKRR:
         if self.n_scales == 1:
             return polynomial_kernel(x, y, int(self.zeta))
         weights = self.scale_weights_ if weights is None else weights
-        widths = scale_widths(x.shape[1], scale_sizes(self._hypers))
-        return multiscale_kernel(x, y, int(self.zeta), widths, weights.to(x.dtype))
+        return multiscale_kernel(x, y, int(self.zeta), self._widths(x), weights.to(x.dtype))
+
+    def _widths(self, x: torch.Tensor) -> list[int]:
+        """Length of each scale's columns in the feature rows ``x``."""
+        if self.n_scales == 1:
+            return [x.shape[1]]
+        return scale_widths(x.shape[1], scale_sizes(self._hypers))
 
     def _solve(
         self,
@@ -772,11 +777,7 @@ class AlchemicalKRR:
     def _raw_variance(self, x: torch.Tensor, k_star: torch.Tensor) -> torch.Tensor:
         """GP predictive variance (prior amplitude 1, standardised targets) of features x."""
         factor, factor_a, lam = self._variance_factors()
-        widths = (
-            [x.shape[1]] if self.n_scales == 1
-            else scale_widths(x.shape[1], scale_sizes(self._hypers))
-        )  # fmt: skip
-        prior = kernel_diagonal(x, int(self.zeta), widths, self.scale_weights_.to(x.dtype))
+        prior = kernel_diagonal(x, int(self.zeta), self._widths(x), self.scale_weights_.to(x.dtype))
         v = torch.linalg.solve_triangular(factor, k_star.T, upper=False)
         var = prior - (v * v).sum(0) + lam
         if factor_a is not None:

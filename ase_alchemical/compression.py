@@ -162,6 +162,50 @@ class AlchemicalCompression(torch.nn.Module):
         n = self.d_j * (self.d_j + 1) // 2 * lmax1 * n_radial**2
         return n * self.d_j if self.center_resolved else n
 
+    def unique_columns(
+        self, scale_shapes: Sequence[tuple[int, int]]
+    ) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+        """Feature columns without the symmetric (n, n') duplicates of the J = J' pairs.
+
+        For J = J', ``p[J, J, l, n, n'] = p[J, J, l, n', n]``: of the N^2 radial pairs of
+        those blocks only N (N + 1) / 2 are distinct (1,500 of 1,800 features at d_J = 4
+        with the default basis). Keeping n <= n' and weighting n < n' by sqrt(2) leaves
+        every dot product, hence every norm and kernel, unchanged while the kernel
+        matrices read 17 % fewer numbers.
+
+        Parameters
+        ----------
+        scale_shapes
+            (number of l channels, number of radial functions) of each scale; the
+            features hold one (pairs, L, N, N) block per scale, scale after scale
+            (:func:`ase_alchemical.kernels.structure_features`).
+
+        Returns
+        -------
+        index, weights, widths
+            Columns to keep, their weights (1 or sqrt 2, float64), and the number kept
+            per scale.
+        """
+        n_pairs = len(self._pair_i)
+        diagonal = (self._pair_i == self._pair_j).cpu()
+        # centre-resolved rows are (central I, pair) flattened: the pair is row % n_pairs
+        rows = torch.arange(n_pairs * (self.d_j if self.center_resolved else 1)) % n_pairs
+        index, weights, widths, offset = [], [], [], 0
+        for lmax1, n_radial in scale_shapes:
+            n, k = torch.meshgrid(torch.arange(n_radial), torch.arange(n_radial), indexing="ij")
+            upper = (n <= k).flatten().repeat(lmax1)  # over (l, n, n')
+            double = (n < k).flatten().repeat(lmax1)
+            block = lmax1 * n_radial**2
+            keep = (~diagonal[rows, None]) | upper[None, :]  # (rows, block)
+            weight = torch.ones((len(rows), block), dtype=torch.float64)
+            weight[diagonal[rows, None] & double[None, :]] = np.sqrt(2.0)
+            columns = offset + torch.arange(len(rows) * block).reshape(len(rows), block)
+            index.append(columns[keep])
+            weights.append(weight[keep])
+            widths.append(int(keep.sum()))
+            offset += len(rows) * block
+        return torch.cat(index), torch.cat(weights), widths
+
     def rows(self, numbers: torch.Tensor) -> torch.Tensor:
         """Map atomic numbers (0 = padding) to rows of U; padding maps to the zero row.
 

@@ -42,6 +42,7 @@ __all__ = [
     "DEFAULT_HYPERS",
     "DEFAULT_SCALING",
     "PairSpectrum",
+    "basis_shapes",
     "check_structure",
     "compute_pair_spectrum",
     "GeometryGradients",
@@ -137,6 +138,11 @@ def hypers_list(hypers: dict | Sequence[dict] | None) -> list[dict]:
             f"along l); got {sorted(r - 1 for r in radial)}"
         )
     return scales
+
+
+def basis_shapes(hypers: dict | Sequence[dict] | None) -> list[tuple[int, int]]:
+    """(number of l channels, number of radial functions) of each scale of ``hypers``."""
+    return [_basis_shape(h) for h in hypers_list(hypers)]
 
 
 def scale_sizes(hypers: dict | Sequence[dict] | None) -> list[int]:
@@ -492,11 +498,14 @@ def differentiable_pair_spectrum(
     dtype: torch.dtype = torch.float64,
     device: torch.device | str = "cpu",
     center_resolved: bool = False,
+    strain: bool | None = None,
 ) -> tuple[PairSpectrum, GeometryGradients]:
     """Species-pair spectra whose derivatives with respect to geometry are available.
 
     The expansion is computed once per scale by featomic with analytical ``positions``
-    (and, when every structure is 3D-periodic, ``strain``) gradients. The returned
+    (and, with ``strain``, ``strain``) gradients. ``strain=None`` means "when every
+    structure is 3D-periodic"; ``False`` skips them (about a fifth of the cost of a
+    10-atom call when only forces are wanted). The returned
     spectrum is differentiable with respect to the expansion coefficients; pass any
     scalar computed from it to :meth:`GeometryGradients.backward` to get its
     derivatives with respect to the positions and the strain of each structure.
@@ -506,7 +515,10 @@ def differentiable_pair_spectrum(
     spectrum, gradients
     """
     frames, scales = _validated(frames, hypers)
-    with_strain = all(atoms.pbc.all() for atoms in frames)
+    periodic = all(atoms.pbc.all() for atoms in frames)
+    if strain and not periodic:
+        raise ValueError("strain derivatives need every structure to be 3D-periodic")
+    with_strain = periodic if strain is None else bool(strain)
     relabelled, numbers = _relabelled(frames)
     gradients = ["positions", "strain"] if with_strain else ["positions"]
     z = _numbers_tensor(numbers, device)

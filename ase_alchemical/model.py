@@ -24,6 +24,7 @@ from .compression import AlchemicalCompression
 from .features import (
     DEFAULT_HYPERS,
     PairSpectrum,
+    basis_shapes,
     compute_pair_spectrum,
     differentiable_pair_spectrum,
     hypers_list,
@@ -296,7 +297,23 @@ class AlchemicalKRR:
             else torch.func.functional_call(self.compression_, {"U": u}, (spectrum,))
         )  # fmt: skip
         sizes = scale_sizes(self._hypers) if self.n_scales > 1 else None
-        return structure_features(compressed, spectrum.n_atoms, self.normalization, sizes)
+        x = structure_features(compressed, spectrum.n_atoms, self.normalization, sizes)
+        columns = self._unique_columns(x.device, x.dtype)
+        return x if columns is None else x[:, columns[0]] * columns[1]
+
+    def _unique_columns(self, device, dtype) -> tuple | None:
+        """(index, weights, widths) of the feature columns kept without the symmetric
+        (n, n') duplicates (:meth:`AlchemicalCompression.unique_columns`); ``None`` with
+        an (l, n, n') projection, whose components have no such duplicates."""
+        if getattr(self, "projection_", None) is not None:
+            return None
+        key = (str(device), dtype)  # reset with every new compression (fit, load)
+        cache = getattr(self, "_columns_cache", None)
+        if cache is None or cache[0] != key:
+            index, weights, widths = self.compression_.unique_columns(basis_shapes(self._hypers))
+            cache = (key, index.to(device), weights.to(device=device, dtype=dtype), widths)
+            self._columns_cache = cache
+        return cache[1:]
 
     def _map_chunks(self, spectrum: PairSpectrum, fn, chunk: int = 1000) -> torch.Tensor:
         """``fn(features)`` over chunks of structures, concatenated: bounds the memory of
@@ -318,6 +335,9 @@ class AlchemicalKRR:
 
     def _widths(self, x: torch.Tensor) -> list[int]:
         """Length of each scale's columns in the feature rows ``x``."""
+        columns = self._unique_columns(x.device, x.dtype)
+        if columns is not None:
+            return columns[2]
         if self.n_scales == 1:
             return [x.shape[1]]
         return scale_widths(x.shape[1], scale_sizes(self._hypers))
@@ -391,6 +411,7 @@ class AlchemicalKRR:
         if optimize:
             rho_o = self._project(rho_o)
         d_j = len(species) if self.d_j is None else self.d_j
+        self._columns_cache = None
         self.compression_ = AlchemicalCompression(
             species, d_j, self.init, self.seed, bool(self.center_resolved)
         ).to(self._device)
@@ -664,13 +685,22 @@ class AlchemicalKRR:
         return out[:, 0], out[:, 1]
 
     def energy_and_derivatives(
-        self, frames: Sequence[Atoms]
+        self, frames: Sequence[Atoms], strain: bool | None = None
     ) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray] | None]:
         """Total energies and their exact derivatives with respect to geometry.
 
         Autograd from the energy back to the spherical-expansion coefficients (through
         the kernel and the compression), then featomic's analytical coefficient
         gradients for positions and strain.
+
+        Parameters
+        ----------
+        frames
+            Structures (or one ``Atoms``).
+        strain
+            Also the strain derivatives (virials): ``None`` (default) when every
+            structure is 3D-periodic, ``False`` never (cheaper when only forces are
+            wanted), ``True`` always (an error for a non-periodic structure).
 
         Returns
         -------
@@ -680,13 +710,13 @@ class AlchemicalKRR:
             ``dE/dpositions`` per structure, (n_atoms, 3) in eV/Å (forces are minus this).
         virials
             ``dE/dstrain`` per structure, (3, 3) in eV (stress = virial / volume);
-            ``None`` unless every structure is 3D-periodic.
+            ``None`` without strain derivatives.
         """
         self._check_fitted()
         frames = [frames] if isinstance(frames, Atoms) else list(frames)
         spectrum, geometry = differentiable_pair_spectrum(
             frames, self._hypers, dtype=self.weights_.dtype, device=self._device,
-            center_resolved=bool(self.center_resolved),
+            center_resolved=bool(self.center_resolved), strain=strain,
         )  # fmt: skip
         energies = self.predict_from_spectrum(spectrum) * spectrum.n_atoms
         gradients, virials = geometry.backward(energies.sum())
@@ -913,6 +943,7 @@ def load_model(path: str | os.PathLike, device: str | torch.device | None = None
         params.setdefault("center_resolved", False)  # files written before the option
         model = AlchemicalKRR(**params, device=device)
         u = state["U"]
+        model._columns_cache = None
         model.compression_ = AlchemicalCompression(
             state["species"], u.shape[1], u, center_resolved=model.center_resolved
         )

@@ -61,6 +61,25 @@ def test_stress_is_the_strain_derivative(calc):
     assert stress.shape == (6,)
 
 
+def test_stress_is_computed_only_when_asked_for(calc, model):
+    """Forces alone skip featomic's strain gradients; a later get_stress computes them,
+    with the same energy and forces as one call asking for everything."""
+    atoms = _rattled(seed=6)
+    atoms.calc = calc
+    forces = atoms.get_forces()
+    assert "stress" not in calc.results
+    stress = atoms.get_stress()
+    full = AlchemicalCalculator(model, device="cpu")
+    full.calculate(atoms.copy(), ["energy", "forces", "stress"])
+    np.testing.assert_allclose(stress, full.results["stress"], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(forces, full.results["forces"], rtol=0, atol=1e-12)
+    _, _, virials = model.energy_and_derivatives([atoms], strain=False)
+    assert virials is None
+    cluster = Atoms("NaCl", positions=[[0, 0, 0], [0, 0, 2.8]])
+    with pytest.raises(ValueError, match="strain derivatives need every structure"):
+        model.energy_and_derivatives([cluster], strain=True)
+
+
 def test_invariances_supercell_and_symmetry(calc):
     atoms = _rattled(seed=5)
     atoms.calc = calc

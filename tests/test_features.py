@@ -178,3 +178,37 @@ def test_default_hypers_use_radial_scaling():
     h = make_hypers()
     h["density"]["scaling"]["scale"] = 99.0  # callers get copies, never the default itself
     assert DEFAULT_HYPERS["density"]["scaling"]["scale"] == 3.0
+
+
+@pytest.mark.parametrize("center_resolved", [False, True])
+def test_unique_columns_keep_every_dot_product(crystals, center_resolved):
+    """Dropping the symmetric (n, n') duplicates of the J = J' blocks (with sqrt 2 on the
+    kept off-diagonal ones) changes no dot product, and leaves no duplicate behind:
+    multi-scale features (two scales, different l ranges) with a random d_J = 3 U."""
+    scales = [
+        make_hypers(cutoff=3.5, max_radial=3, max_angular=2),
+        make_hypers(cutoff=6.0, max_radial=3, max_angular=1),
+    ]
+    rattled = [a.copy() for a in crystals]
+    for i, a in enumerate(rattled):
+        a.rattle(0.05, seed=i)
+    spectrum = compute_pair_spectrum(rattled, scales, center_resolved=center_resolved)
+    species = sorted({int(z) for a in crystals for z in a.numbers})
+    comp = AlchemicalCompression(species, 3, "random", seed=4, center_resolved=center_resolved)
+    with torch.no_grad():
+        x = structure_features(comp(spectrum), spectrum.n_atoms, scale_sizes=[3 * 16, 2 * 16])
+    index, weights, widths = comp.unique_columns([(3, 4), (2, 4)])
+    reduced = x[:, index] * weights
+    n_rows = 6 * (3 if center_resolved else 1)  # 6 pairs J <= J' (x 3 central I)
+    # 3 diagonal pairs keep 10 of 16 (n, n'), 3 off-diagonal keep all 16, per l
+    assert widths == [n_rows // 6 * (3 * 10 + 3 * 16) * n_l for n_l in (3, 2)]
+    assert x.shape[1] == n_rows * 16 * 5 and reduced.shape[1] == sum(widths)
+    torch.testing.assert_close(reduced @ reduced.T, x @ x.T, rtol=1e-13, atol=1e-14)
+    # each scale's columns stay together: per-scale dot products are kept too
+    near, far = reduced.split(widths, 1)
+    torch.testing.assert_close(near @ near.T, x[:, : n_rows * 48] @ x[:, : n_rows * 48].T)
+    torch.testing.assert_close(far @ far.T, x[:, n_rows * 48 :] @ x[:, n_rows * 48 :].T)
+    # no two kept columns are copies of each other any more
+    columns = reduced.T.round(decimals=12)
+    nonzero = columns[columns.abs().sum(1) > 0]
+    assert len(torch.unique(nonzero, dim=0)) == len(nonzero)

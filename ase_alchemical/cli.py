@@ -1,4 +1,5 @@
-"""Command-line interface: ``ase-alchemical {train,evaluate,predict,info,fetch-data}``."""
+"""Command-line interface: ``ase-alchemical {train,refit,evaluate,predict,energy,screen,info,
+fetch-data}``."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ before building SOAP features, and predicts energies by kernel ridge regression.
 Typical use:
   ase-alchemical fetch-data                      # download the elpasolite energies once
   ase-alchemical train --d-j 4 --out model.pt    # learn U and the weights (minutes)
+  ase-alchemical refit model.pt --out all.pt     # weights on every crystal but the test set
   ase-alchemical evaluate model.pt               # MAE/RMSE on the held-out test split
   ase-alchemical predict model.pt crystals.xyz   # energies of your own structures
   ase-alchemical energy --elpasolite Al,Na,K,F   # the shipped default model
@@ -70,6 +72,11 @@ def _add_train(sub) -> None:
     p.add_argument(
         "--refit-on-opt", action="store_true",
         help="once U is learned, solve the final weights on training + optimization sets",
+    )  # fmt: skip
+    p.add_argument(
+        "--refit-on-all", action="store_true",
+        help="once U is learned, solve the final weights on every crystal but the test set "
+        "(training, optimization and the crystals the split leaves unused)",
     )  # fmt: skip
     p.add_argument("--zeta", type=int, default=2, help="polynomial kernel exponent")
     p.add_argument(
@@ -134,7 +141,7 @@ def _cmd_train(args) -> int:
     _, report = train_elpasolite_model(
         n_train=args.n_train, n_opt=args.n_opt, n_test=args.n_test,
         split_seed=args.split_seed, data=args.data, out=args.out,
-        refit_on_opt=args.refit_on_opt,
+        refit_on_opt=args.refit_on_opt, refit_on_all=args.refit_on_all,
         d_j=args.d_j, hypers=hypers, zeta=args.zeta, normalization=args.normalization,
         regularizer=args.regularizer, solver=args.solver, n_support=args.n_support,
         gradient_flow=args.gradient_flow, n_steps=args.steps, learning_rate=args.learning_rate,
@@ -147,8 +154,27 @@ def _cmd_train(args) -> int:
     print(f"test MAE  {report['test_mae_ev_per_atom']:.4f} eV/atom  (n_test={args.n_test})")
     print(f"test RMSE {report['test_rmse_ev_per_atom']:.4f} eV/atom")
     print(f"fit time  {report['fit_time_s']:.1f} s")
-    if report["refit_on_opt"]:
-        print(f"weights solved on {args.n_train + args.n_opt} crystals (training + optimization)")
+    if report["refit_on_all"]:
+        print(f"weights solved on {report['n_weights']} crystals (all but the test set)")
+    elif report["refit_on_opt"]:
+        print(f"weights solved on {report['n_weights']} crystals (training + optimization)")
+    return 0
+
+
+def _cmd_refit(args) -> int:
+    from .model import load_model
+    from .training import refit_elpasolite_model
+
+    model = load_model(args.model, device=args.device)
+    before = (model.metadata_ or {}).get("test_mae_ev_per_atom")
+    _, report = refit_elpasolite_model(model, data=args.data, out=args.out)
+    print(f"saved {args.out}")
+    print(f"weights solved on {report['n_weights']} crystals (all but the test set) "
+          f"in {report['refit_time_s']:.1f} s")  # fmt: skip
+    if before is not None:
+        print(f"test MAE before the refit {before:.4f} eV/atom")
+    print(f"test MAE  {report['test_mae_ev_per_atom']:.4f} eV/atom  (n_test={report['n_test']})")
+    print(f"test RMSE {report['test_rmse_ev_per_atom']:.4f} eV/atom")
     return 0
 
 
@@ -296,6 +322,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"ase-alchemical {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_train(sub)
+    p = sub.add_parser(
+        "refit",
+        help="solve a trained model's weights again on every crystal but its test set",
+        description="Keep U, the regulariser and the scale weights of a model made by "
+        "`train`; solve its KRR weights on every crystal outside its test split (training, "
+        "optimization and the crystals the split left unused) and report the test error.",
+    )
+    p.add_argument("model", help="model file written by `ase-alchemical train`")
+    p.add_argument("--out", required=True, help="model file to write")
+    p.add_argument("--data", default=None, help="data file or folder")
+    p.add_argument("--device", default=None, help="torch device")
     p = sub.add_parser("evaluate", help="MAE/RMSE of a model on its held-out test split")
     p.add_argument("model", help="model file")
     p.add_argument("--data", default=None, help="data file or folder")
@@ -353,6 +390,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 _COMMANDS = {
     "train": _cmd_train,
+    "refit": _cmd_refit,
     "evaluate": _cmd_evaluate,
     "predict": _cmd_predict,
     "energy": _cmd_energy,

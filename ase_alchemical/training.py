@@ -24,7 +24,7 @@ from .datasets import (
 from .features import PairSpectrum
 from .model import AlchemicalKRR
 
-__all__ = ["evaluate_on_test_split", "train_elpasolite_model"]
+__all__ = ["evaluate_on_test_split", "refit_elpasolite_model", "train_elpasolite_model"]
 
 #: Size of the fixed held-out test split used for every reported number.
 DEFAULT_N_TEST = 1000
@@ -43,6 +43,7 @@ def train_elpasolite_model(
     out: str | os.PathLike | None = None,
     frames: list | None = None,
     refit_on_opt: bool = False,
+    refit_on_all: bool = False,
     **model_params,
 ) -> tuple[AlchemicalKRR, dict]:
     """Fit an :class:`AlchemicalKRR` on the elpasolites and evaluate it on the test split.
@@ -64,6 +65,10 @@ def train_elpasolite_model(
         Once U is learned, solve the final weights on the training *and* optimization
         sets (:meth:`AlchemicalKRR.refit`), so the model uses every labelled crystal but
         the test set; the uncertainty stays calibrated on the optimization set before it.
+    refit_on_all
+        Once U is learned, solve the final weights on *every* crystal outside the test
+        split: training, optimization and the rest the split left unused (see
+        :func:`refit_elpasolite_model`). Overrides ``refit_on_opt``.
     **model_params
         Passed to :class:`AlchemicalKRR`.
 
@@ -78,20 +83,25 @@ def train_elpasolite_model(
     train, opt, test = split(frames, n_train, n_opt, n_test, seed=split_seed)
     model = AlchemicalKRR(**model_params)
     t0 = time.perf_counter()
-    if refit_on_opt and n_opt > 0:
+    if (refit_on_opt or refit_on_all) and n_opt > 0:
         # featurize once: the same spectra serve the fit and the refit
         rho_t, rho_o = model.pair_spectrum(train), model.pair_spectrum(opt)
         model.fit(train, opt, train_spectrum=rho_t, opt_spectrum=rho_o)
-        model.refit(train + opt, spectrum=PairSpectrum.concatenate([rho_t, rho_o]))
+        if refit_on_all:
+            everything, _ = _refit_on_all(model, frames, n_opt, n_test, split_seed, rho_t, rho_o)
+            n_weights = len(everything)
+        else:
+            model.refit(train + opt, spectrum=PairSpectrum.concatenate([rho_t, rho_o]))
+            n_weights = n_train + n_opt
     else:
         model.fit(train, opt if n_opt > 0 else None)
+        n_weights = n_train
     fit_time = time.perf_counter() - t0
     t0 = time.perf_counter()
     test_spectrum = model.pair_spectrum(test)
     pred = model.predict_from_spectrum(test_spectrum).detach().cpu().numpy()
     predict_time = time.perf_counter() - t0
-    ref = np.array([a.info["energy"] / len(a) for a in test])
-    err = pred - ref
+    err = pred - np.array([a.info["energy"] / len(a) for a in test])
     report = {
         "dataset": "elpasolites (Faber et al. 2016), hard-sphere prototype geometries",
         "data_file": data_file.name,
@@ -100,7 +110,9 @@ def train_elpasolite_model(
         "n_train": n_train,
         "n_opt": n_opt,
         "n_test": n_test,
-        "refit_on_opt": bool(refit_on_opt and n_opt > 0),
+        "refit_on_opt": bool((refit_on_opt or refit_on_all) and n_opt > 0),
+        "refit_on_all": bool(refit_on_all and n_opt > 0),
+        "n_weights": n_weights,
         "test_mae_ev_per_atom": float(np.abs(err).mean()),
         "test_rmse_ev_per_atom": float(np.sqrt((err**2).mean())),
         "fit_time_s": fit_time,
@@ -112,6 +124,96 @@ def train_elpasolite_model(
     if out is not None:
         model.save(out, metadata=report)
     return model, report
+
+
+def _checked_data_file(data: str | os.PathLike | None, meta: dict) -> Path:
+    """The data file, checked to be the one the model's split was drawn from."""
+    data_file = _resolve_data_file(data)
+    # the CSV and the pickle are the same published data under two checksums
+    published = {ELPASOLITE_CSV_SHA256, ELPASOLITE_PKL_SHA256}
+    digest = _sha256(data_file)
+    if digest != meta["data_sha256"] and not {digest, meta["data_sha256"]} <= published:
+        raise ValueError(f"{data_file} is not the data file this model was trained on")
+    return data_file
+
+
+def _non_test(frames: list, n_opt: int, n_test: int, split_seed: int) -> tuple[list, int]:
+    """Every crystal outside the test split, ordered training set first (the split nests
+    training sets), then the unused rest, then the optimization set; and the number of
+    training + rest crystals."""
+    train_all, opt, _ = split(frames, len(frames) - n_opt - n_test, n_opt, n_test, split_seed)
+    return train_all + opt, len(train_all)
+
+
+def _refit_on_all(model, frames, n_opt, n_test, split_seed, rho_train=None, rho_opt=None):
+    """Refit ``model`` on every non-test crystal; reuses the training and optimization
+    spectra when given (only the unused rest is featurized)."""
+    everything, n_train_all = _non_test(frames, n_opt, n_test, split_seed)
+    spectrum = None
+    if rho_train is not None and rho_opt is not None:
+        rest = everything[len(rho_train) : n_train_all]
+        parts = [rho_train] + ([model.pair_spectrum(rest)] if rest else []) + [rho_opt]
+        spectrum = PairSpectrum.concatenate(parts)
+    model.refit(everything, spectrum=spectrum)
+    return everything, spectrum
+
+
+def refit_elpasolite_model(
+    model: AlchemicalKRR,
+    data: str | os.PathLike | None = None,
+    frames: list | None = None,
+    out: str | os.PathLike | None = None,
+) -> tuple[AlchemicalKRR, dict]:
+    """Solve a trained model's weights again on every crystal outside its test split.
+
+    U, the regulariser, the scale weights and the uncertainty scale are kept; the
+    training set of the recorded split, the optimization set and the crystals the split
+    left unused (10,590 - n_train - n_opt - n_test) all enter the solve. The test
+    split is unchanged, so the new test MAE compares directly with the recorded one.
+
+    Parameters
+    ----------
+    model
+        A model trained by :func:`train_elpasolite_model` (its metadata holds the split);
+        it is modified in place. With the full solver every non-test crystal becomes a
+        support point; the sparse solver keeps its support points and solves on them all.
+    data, frames
+        As in :func:`train_elpasolite_model`.
+    out
+        Where to save the refitted model (atomically); ``None`` to not save.
+
+    Returns
+    -------
+    model, report
+        The refitted model and its updated metadata (test MAE/RMSE after the refit, the
+        one recorded before it, ``n_weights``, the refit time).
+    """
+    meta = dict(getattr(model, "metadata_", {}) or {})
+    if not all(k in meta for k in ("split_seed", "n_train", "n_opt", "n_test", "data_sha256")):
+        raise ValueError(
+            "this model has no elpasolite split in its metadata (it was not trained by "
+            "`ase-alchemical train`), so its test crystals are unknown: use model.refit(frames)"
+        )
+    data_file = _checked_data_file(data, meta)
+    frames = load_elpasolites(data_file) if frames is None else frames
+    t0 = time.perf_counter()
+    everything, _ = _refit_on_all(model, frames, meta["n_opt"], meta["n_test"], meta["split_seed"])
+    refit_time = time.perf_counter() - t0
+    _, _, test = split(frames, meta["n_train"], meta["n_opt"], meta["n_test"], meta["split_seed"])
+    scores = model.score(test)
+    meta.update({
+        "refit_on_all": True,
+        "n_weights": len(everything),
+        "test_mae_before_refit_on_all": meta.get("test_mae_ev_per_atom"),
+        "test_mae_ev_per_atom": scores["mae"],
+        "test_rmse_ev_per_atom": scores["rmse"],
+        "refit_time_s": refit_time,
+        "package_version": __version__,
+    })  # fmt: skip
+    model.metadata_ = meta
+    if out is not None:
+        model.save(out, metadata=meta)
+    return model, meta
 
 
 def evaluate_on_test_split(
@@ -133,12 +235,7 @@ def evaluate_on_test_split(
             "this model has no elpasolite split in its metadata (it was not trained by "
             "`ase-alchemical train`); evaluate it on your own structures with model.score()"
         )
-    data_file = _resolve_data_file(data)
-    # the CSV and the pickle are the same published data under two checksums
-    published = {ELPASOLITE_CSV_SHA256, ELPASOLITE_PKL_SHA256}
-    digest = _sha256(data_file)
-    if digest != meta["data_sha256"] and not {digest, meta["data_sha256"]} <= published:
-        raise ValueError(f"{data_file} is not the data file this model was trained on")
+    data_file = _checked_data_file(data, meta)
     frames = load_elpasolites(data_file) if frames is None else frames
     _, _, test = split(frames, meta["n_train"], meta["n_opt"], meta["n_test"], meta["split_seed"])
     scores = model.score(test)

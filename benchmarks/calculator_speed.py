@@ -1,8 +1,8 @@
 """Speed of the ASE calculator vs a plain-SOAP model a user would otherwise write.
 
-Prints, in one run: single-structure latency of ``atoms.get_potential_energy()`` and of
-energy + forces on a 10-atom elpasolite, and batched throughput (structures/s) over
-all 10,590 elpasolites, for
+Prints, in one run: single-structure latency of ``atoms.get_potential_energy()``, of
+energy + forces and of energy + forces + stress on a 10-atom elpasolite, and batched
+throughput (structures/s) over all 10,590 elpasolites, for
 
 * ``AlchemicalCalculator()``: the shipped default model (d_J = 4);
 * a baseline: featomic ``SoapPowerSpectrum`` (all 39 elements, no compression) summed
@@ -11,6 +11,10 @@ all 10,590 elpasolites, for
 
     python benchmarks/calculator_speed.py [--data DIR] [--n-batch 10590] [--quick]
     python benchmarks/calculator_speed.py --model other.pt --no-baseline
+
+Then the parts of one call timed alone: featomic's expansion (without gradients, with
+position gradients, with position and strain gradients) and the kernel row against
+the support set, the floors below which the calculator cannot go.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import torch
 
 from ase_alchemical import AlchemicalCalculator
 from ase_alchemical.datasets import build_elpasolite, load_elpasolites, split
-from ase_alchemical.features import DEFAULT_HYPERS
+from ase_alchemical.features import DEFAULT_HYPERS, hypers_list
 from ase_alchemical.kernels import sparse_krr_weights
 
 
@@ -123,11 +127,19 @@ def main() -> None:
         atoms.calc = calc
         return atoms.get_potential_energy(), atoms.get_forces()
 
+    def energy_forces_stress():
+        calc.reset()
+        atoms.calc = calc
+        calc.calculate(atoms, ["energy", "forces", "stress"])
+        return calc.results["stress"]
+
     rows = [
         ("single energy (ms)", _latency(energy, args.repeat) * 1e3,
          _latency(lambda: baseline.predict([atoms]), args.repeat) * 1e3 if baseline else nan),
-        ("energy + forces (ms)", _latency(energy_forces, args.repeat) * 1e3, float("nan")),
+        ("energy + forces (ms)", _latency(energy_forces, args.repeat) * 1e3, nan),
+        ("energy + forces + stress (ms)", _latency(energy_forces_stress, args.repeat) * 1e3, nan),
     ]  # fmt: skip
+    parts = _parts(model, atoms, args.repeat)
     batch = frames[: args.n_batch]
     t0 = time.perf_counter()
     calc.get_energies(batch)
@@ -151,6 +163,35 @@ def main() -> None:
         ratio = a / b if "ms" not in name else b / a
         print(f"{name:<34}{a:>18.2f}{b:>14.2f}{ratio:>7.1f}x")
     print("(ratio > 1: the alchemical calculator is faster; forces: baseline has none)")
+    print("parts of one call, each timed alone (ms):")
+    for name, value in parts.items():
+        print(f"  {name:<60}{value:>8.2f}")
+
+
+def _parts(model, atoms, repeat: int) -> dict:
+    """Lower bounds of a call: featomic's expansion alone (every scale) and the kernel
+    row against the support set alone."""
+    import featomic
+
+    calculators = [featomic.SphericalExpansion(**h) for h in hypers_list(model._hypers)]
+
+    def expansion(gradients):
+        return lambda: [c.compute(atoms, gradients=gradients) for c in calculators]
+
+    x, support = model.support_features_[:1].clone(), model.support_features_
+    with torch.no_grad():
+        kernel = _latency(lambda: model._kernel(x, support) @ model.weights_, repeat)
+    n, d = model.support_features_.shape
+    return {
+        "featomic expansion": _latency(expansion([]), repeat) * 1e3,
+        "featomic expansion with position gradients": _latency(expansion(["positions"]), repeat)
+        * 1e3,
+        "featomic expansion with position and strain gradients": _latency(
+            expansion(["positions", "strain"]), repeat
+        )
+        * 1e3,
+        f"kernel row against {n} x {d} support features (float64)": kernel * 1e3,
+    }
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ agree; where they differ, the screen keeps the lower of the two predictions.
 
     python benchmarks/screen.py --quick
     python benchmarks/screen.py --out benchmarks/results/screen.md
+    python benchmarks/screen.py --quick --model other.pt   # another model file
 """
 
 from __future__ import annotations
@@ -34,13 +35,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=None, help="data file/folder (else $ASE_ALCHEMICAL_DATA)")
     parser.add_argument("--quick", action="store_true", help="12 elements")
+    parser.add_argument("--model", default=None, help="model file or name (default: shipped)")
     parser.add_argument("--no-uncertainty", action="store_true")
     parser.add_argument("--keep", default=None, help="keep the screened CSV at this path")
     parser.add_argument("--out", default=None, help="write the markdown report here")
     args = parser.parse_args()
 
     t0 = time.perf_counter()
-    model = AlchemicalCalculator(device="cpu").model
+    model = AlchemicalCalculator(args.model, device="cpu").model
     load_s = time.perf_counter() - t0
     elements = QUICK_ELEMENTS if args.quick else list(model.compression_.symbols)
     with tempfile.TemporaryDirectory() as tmp:
@@ -56,7 +58,8 @@ def main() -> None:
     print(
         f"{result['n_compositions']} compositions, {result['n_geometries']} geometries, "
         f"{result['n_structures_this_call']} structures in {result['seconds']:.0f} s "
-        f"({result['throughput']:.0f}/s); model load {load_s:.1f} s"
+        f"({result['throughput']:.0f}/s); model load {load_s:.1f} s; "
+        f"{len(model.support_)} support structures"
     )
 
     sites, energies = load_elpasolite_table(args.data)
@@ -89,7 +92,8 @@ def main() -> None:
             f"{platform.machine()}, {torch.get_num_threads()} threads)",
             "",
             f"`python benchmarks/screen.py{' --quick' if args.quick else ''}` with the "
-            f"shipped model on {len(elements)} elements "
+            f"{'shipped default' if args.model is None else args.model} model "
+            f"({len(model.support_):,} support structures) on {len(elements)} elements "
             f"({'with' if sigma else 'without'} uncertainties).",
             "",
             "| | |",

@@ -139,8 +139,8 @@ class AlchemicalCalculator(Calculator):
             energy = float(energies[0])
             self.results = {"energy": energy, "free_energy": energy}
         else:
-            # strain derivatives only when stress is asked for (as ASE's EMT does):
-            # they cost about a fifth of a 10-atom call that wants forces only
+            # strain derivatives only when stress is asked for (as ASE's EMT does): a
+            # call that wants forces only is cheaper (benchmarks/calculator_speed.py)
             energies, gradients, virials = self.model.energy_and_derivatives(
                 [atoms], strain=want_stress
             )

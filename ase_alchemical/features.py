@@ -504,8 +504,8 @@ def differentiable_pair_spectrum(
 
     The expansion is computed once per scale by featomic with analytical ``positions``
     (and, with ``strain``, ``strain``) gradients. ``strain=None`` means "when every
-    structure is 3D-periodic"; ``False`` skips them (about a fifth of the cost of a
-    10-atom call when only forces are wanted). The returned
+    structure is 3D-periodic"; ``False`` skips them, which is cheaper when only forces
+    are wanted. The returned
     spectrum is differentiable with respect to the expansion coefficients; pass any
     scalar computed from it to :meth:`GeometryGradients.backward` to get its
     derivatives with respect to the positions and the strain of each structure.

@@ -78,12 +78,17 @@ def train_elpasolite_model(
         The fitted model and a dict with test MAE/RMSE (eV/atom), timings and provenance
         (also stored in the model file's metadata).
     """
+    if (refit_on_opt or refit_on_all) and n_opt <= 0:
+        raise ValueError(
+            "a refit once U is learned needs an optimization set (n_opt > 0); without one "
+            "U is not learned: fit on the crystals you want with n_train instead"
+        )
     data_file = _resolve_data_file(data)
     frames = load_elpasolites(data_file) if frames is None else frames
     train, opt, test = split(frames, n_train, n_opt, n_test, seed=split_seed)
     model = AlchemicalKRR(**model_params)
     t0 = time.perf_counter()
-    if (refit_on_opt or refit_on_all) and n_opt > 0:
+    if refit_on_opt or refit_on_all:
         # featurize once: the same spectra serve the fit and the refit
         rho_t, rho_o = model.pair_spectrum(train), model.pair_spectrum(opt)
         model.fit(train, opt, train_spectrum=rho_t, opt_spectrum=rho_o)
@@ -110,8 +115,8 @@ def train_elpasolite_model(
         "n_train": n_train,
         "n_opt": n_opt,
         "n_test": n_test,
-        "refit_on_opt": bool((refit_on_opt or refit_on_all) and n_opt > 0),
-        "refit_on_all": bool(refit_on_all and n_opt > 0),
+        "refit_on_opt": bool(refit_on_opt or refit_on_all),
+        "refit_on_all": bool(refit_on_all),
         "n_weights": n_weights,
         "test_mae_ev_per_atom": float(np.abs(err).mean()),
         "test_rmse_ev_per_atom": float(np.sqrt((err**2).mean())),

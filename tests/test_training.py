@@ -48,10 +48,15 @@ def test_train_refit_on_all_uses_every_crystal_but_the_test_set(subset, data_dir
     assert meta["test_mae_ev_per_atom"] == pytest.approx(report["test_mae_ev_per_atom"], abs=1e-8)
 
 
-def test_refit_needs_a_recorded_split(subset, data_dir):
+def test_refit_needs_a_recorded_split_and_an_optimization_set(subset, data_dir):
     model = AlchemicalKRR(**SMALL).fit(subset[:30])
     with pytest.raises(ValueError, match="no elpasolite split in its metadata"):
         refit_elpasolite_model(model, data=data_dir, frames=subset)
+    for option in ("refit_on_opt", "refit_on_all"):
+        with pytest.raises(ValueError, match="needs an optimization set"):
+            train_elpasolite_model(
+                n_train=60, n_opt=0, n_test=40, frames=subset, data=data_dir, **{option: True}
+            )
 
 
 def test_cli_refit_solves_on_all_non_test_crystals(tmp_path, data_dir, elpasolites, capsys):

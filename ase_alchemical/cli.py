@@ -166,8 +166,8 @@ def _cmd_refit(args) -> int:
     from .training import refit_elpasolite_model
 
     model = load_model(args.model, device=args.device)
-    before = (model.metadata_ or {}).get("test_mae_ev_per_atom")
     _, report = refit_elpasolite_model(model, data=args.data, out=args.out)
+    before = report["test_mae_before_refit_on_all"]
     print(f"saved {args.out}")
     print(f"weights solved on {report['n_weights']} crystals (all but the test set) "
           f"in {report['refit_time_s']:.1f} s")  # fmt: skip

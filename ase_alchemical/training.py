@@ -93,7 +93,7 @@ def train_elpasolite_model(
         rho_t, rho_o = model.pair_spectrum(train), model.pair_spectrum(opt)
         model.fit(train, opt, train_spectrum=rho_t, opt_spectrum=rho_o)
         if refit_on_all:
-            everything, _ = _refit_on_all(model, frames, n_opt, n_test, split_seed, rho_t, rho_o)
+            everything = _refit_on_all(model, frames, n_opt, n_test, split_seed, rho_t, rho_o)
             n_weights = len(everything)
         else:
             model.refit(train + opt, spectrum=PairSpectrum.concatenate([rho_t, rho_o]))
@@ -131,6 +131,17 @@ def train_elpasolite_model(
     return model, report
 
 
+def _recorded_split(model: AlchemicalKRR, instead: str) -> dict:
+    """A copy of the model's metadata, checked to hold the split it was trained on."""
+    meta = dict(getattr(model, "metadata_", {}) or {})
+    if not all(k in meta for k in ("split_seed", "n_train", "n_opt", "n_test", "data_sha256")):
+        raise ValueError(
+            "this model has no elpasolite split in its metadata (it was not trained by "
+            f"`ase-alchemical train`); {instead}"
+        )
+    return meta
+
+
 def _checked_data_file(data: str | os.PathLike | None, meta: dict) -> Path:
     """The data file, checked to be the one the model's split was drawn from."""
     data_file = _resolve_data_file(data)
@@ -160,7 +171,7 @@ def _refit_on_all(model, frames, n_opt, n_test, split_seed, rho_train=None, rho_
         parts = [rho_train] + ([model.pair_spectrum(rest)] if rest else []) + [rho_opt]
         spectrum = PairSpectrum.concatenate(parts)
     model.refit(everything, spectrum=spectrum)
-    return everything, spectrum
+    return everything
 
 
 def refit_elpasolite_model(
@@ -193,25 +204,19 @@ def refit_elpasolite_model(
         The refitted model and its updated metadata (test MAE/RMSE after the refit, the
         one recorded before it, ``n_weights``, the refit time).
     """
-    meta = dict(getattr(model, "metadata_", {}) or {})
-    if not all(k in meta for k in ("split_seed", "n_train", "n_opt", "n_test", "data_sha256")):
-        raise ValueError(
-            "this model has no elpasolite split in its metadata (it was not trained by "
-            "`ase-alchemical train`), so its test crystals are unknown: use model.refit(frames)"
-        )
+    meta = _recorded_split(model, "its test crystals are unknown: use model.refit(frames)")
     data_file = _checked_data_file(data, meta)
     frames = load_elpasolites(data_file) if frames is None else frames
     t0 = time.perf_counter()
-    everything, _ = _refit_on_all(model, frames, meta["n_opt"], meta["n_test"], meta["split_seed"])
+    everything = _refit_on_all(model, frames, meta["n_opt"], meta["n_test"], meta["split_seed"])
     refit_time = time.perf_counter() - t0
-    _, _, test = split(frames, meta["n_train"], meta["n_opt"], meta["n_test"], meta["split_seed"])
-    scores = model.score(test)
+    scores = evaluate_on_test_split(model, data=data_file, frames=frames)
     meta.update({
         "refit_on_all": True,
         "n_weights": len(everything),
         "test_mae_before_refit_on_all": meta.get("test_mae_ev_per_atom"),
-        "test_mae_ev_per_atom": scores["mae"],
-        "test_rmse_ev_per_atom": scores["rmse"],
+        "test_mae_ev_per_atom": scores["test_mae_ev_per_atom"],
+        "test_rmse_ev_per_atom": scores["test_rmse_ev_per_atom"],
         "refit_time_s": refit_time,
         "package_version": __version__,
     })  # fmt: skip
@@ -233,13 +238,7 @@ def evaluate_on_test_split(
         :func:`train_elpasolite_model`) or the data file differs from the one it was
         trained on.
     """
-    meta = getattr(model, "metadata_", {}) or {}
-    needed = ("split_seed", "n_train", "n_opt", "n_test", "data_sha256")
-    if not all(k in meta for k in needed):
-        raise ValueError(
-            "this model has no elpasolite split in its metadata (it was not trained by "
-            "`ase-alchemical train`); evaluate it on your own structures with model.score()"
-        )
+    meta = _recorded_split(model, "evaluate it on your own structures with model.score()")
     data_file = _checked_data_file(data, meta)
     frames = load_elpasolites(data_file) if frames is None else frames
     _, _, test = split(frames, meta["n_train"], meta["n_opt"], meta["n_test"], meta["split_seed"])

@@ -212,12 +212,15 @@ def _resolve_data_file(path: str | os.PathLike | None) -> Path:
             tried.append(f"${DATA_ENV} ({p})")
         else:
             tried.append(f"${DATA_ENV} (not set)")
-        cache = elpasolite_cache_dir()
-        candidates += [cache / _CSV_NAME, cache / _PKL_NAME]
-        tried.append(f"the user cache ({cache})")
     for c in candidates:
         if c.is_file():
             return c
+    if path is None:  # only now: the cache location needs pooch, a data folder does not
+        cache = elpasolite_cache_dir()
+        tried.append(f"the user cache ({cache})")
+        for c in (cache / _CSV_NAME, cache / _PKL_NAME):
+            if c.is_file():
+                return c
     raise DataNotFoundError(
         "elpasolite data not found; looked in " + ", ".join(tried) + ". Either pass "
         "path='.../elpasolites.csv' (or the directory holding it), set "

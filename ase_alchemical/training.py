@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from . import __version__
 from .datasets import (
@@ -123,12 +124,20 @@ def train_elpasolite_model(
         "fit_time_s": fit_time,
         "test_predict_time_s": predict_time,
         "best_step": getattr(model, "best_step_", None),
+        "device": _device_name(model._device),
         "package_version": __version__,
     }
     model.metadata_ = report
     if out is not None:
         model.save(out, metadata=report)
     return model, report
+
+
+def _device_name(device: torch.device) -> str:
+    """``cpu``, or ``cuda (<GPU name>)``: the timings in a report depend on it."""
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    return str(device)
 
 
 def _recorded_split(model: AlchemicalKRR, instead: str) -> dict:

@@ -77,11 +77,18 @@ class PlainSoapBaseline:
         return np.concatenate(out)
 
 
+def _sync() -> None:
+    if torch.cuda.is_available():  # GPU work is asynchronous: wait for it before reading clocks
+        torch.cuda.synchronize()
+
+
 def _latency(fn, repeat: int) -> float:
     fn()  # warm-up
+    _sync()
     t0 = time.perf_counter()
     for _ in range(repeat):
         fn()
+    _sync()
     return (time.perf_counter() - t0) / repeat
 
 
@@ -93,12 +100,13 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="batch of 1,000, 5 repeats")
     parser.add_argument("--model", default=None, help="model file (default: the shipped one)")
     parser.add_argument("--no-baseline", action="store_true", help="skip the plain-SOAP baseline")
+    parser.add_argument("--device", default="cpu", help="torch device of the model, e.g. cuda")
     args = parser.parse_args()
     if args.quick:
         args.n_batch, args.repeat = min(args.n_batch, 1000), 5
 
     t0 = time.perf_counter()
-    calc = AlchemicalCalculator(args.model, device="cpu")  # featurizes its support set
+    calc = AlchemicalCalculator(args.model, device=args.device)  # featurizes its support set
     load_s = time.perf_counter() - t0
     model = calc.model
     meta = model.metadata_
@@ -142,8 +150,10 @@ def main() -> None:
     ]  # fmt: skip
     parts = _parts(model, atoms, args.repeat)
     batch = frames[: args.n_batch]
+    _sync()
     t0 = time.perf_counter()
     calc.get_energies(batch)
+    _sync()
     ours = len(batch) / (time.perf_counter() - t0)
     theirs = nan
     if baseline is not None:
@@ -152,6 +162,11 @@ def main() -> None:
         theirs = len(batch) / (time.perf_counter() - t0)
     rows.append((f"batch of {len(batch)} (structures/s)", ours, theirs))
 
+    where = str(calc.device)
+    if calc.device.type == "cuda":
+        where += f" ({torch.cuda.get_device_name(calc.device)}, peak GPU memory "
+        where += f"{torch.cuda.max_memory_allocated(calc.device) / 2**30:.2f} GiB)"
+    print(f"device: {where}; torch {torch.__version__}")
     print(f"torch threads: {torch.get_num_threads()}; baseline fit: {baseline_fit:.0f} s; "
           f"default hypers cutoff {DEFAULT_HYPERS['cutoff']['radius']} A; model "
           f"{args.model or 'shipped default'}, {model.n_scales} scale(s)")  # fmt: skip

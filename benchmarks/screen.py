@@ -39,11 +39,16 @@ def main() -> None:
     parser.add_argument("--no-uncertainty", action="store_true")
     parser.add_argument("--keep", default=None, help="keep the screened CSV at this path")
     parser.add_argument("--out", default=None, help="write the markdown report here")
+    parser.add_argument("--device", default="cpu", help="torch device of the model, e.g. cuda")
     args = parser.parse_args()
 
     t0 = time.perf_counter()
-    model = AlchemicalCalculator(args.model, device="cpu").model
+    model = AlchemicalCalculator(args.model, device=args.device).model
     load_s = time.perf_counter() - t0
+    where = str(model._device)
+    if model._device.type == "cuda":
+        where += f" ({torch.cuda.get_device_name(model._device)})"
+    print(f"device: {where}; torch {torch.__version__}, {torch.get_num_threads()} threads")
     elements = QUICK_ELEMENTS if args.quick else list(model.compression_.symbols)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(args.keep or Path(tmp) / "candidates.csv")
@@ -89,7 +94,7 @@ def main() -> None:
         sigma = "std_ev_per_atom" in best[0]
         lines = [
             f"# Screening the elpasolite space (ase-alchemical {__version__}, "
-            f"{platform.machine()}, {torch.get_num_threads()} threads)",
+            f"{platform.machine()}, {torch.get_num_threads()} threads, {where})",
             "",
             f"`python benchmarks/screen.py{' --quick' if args.quick else ''}` with the "
             f"{'shipped default' if args.model is None else args.model} model "

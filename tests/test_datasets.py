@@ -86,6 +86,11 @@ def test_missing_data_names_every_option(monkeypatch, tmp_path):
 
 def test_env_variable_is_used(monkeypatch, data_dir):
     monkeypatch.setenv(datasets.DATA_ENV, str(data_dir))
+
+    def no_cache():  # a data folder must not need the cache (nor pooch, its only user)
+        raise AssertionError("the user cache was looked up")
+
+    monkeypatch.setattr(datasets, "elpasolite_cache_dir", no_cache)
     sites, _ = load_elpasolite_table()
     assert len(sites) == 10590
 

@@ -32,6 +32,7 @@ def test_train_refit_on_all_uses_every_crystal_but_the_test_set(subset, data_dir
     _, _, test = split(subset, 60, 30, 40, seed=0)
     # 200 - 40: training, optimization and the 70 crystals the split left unused
     assert report["refit_on_all"] and report["n_weights"] == 160 == len(model.support_)
+    assert report["device"] == "cpu"  # recorded: the fit time depends on it
     assert _sites(model.support_) == _sites(subset) - _sites(test)
     assert model.metadata_["test_mae_ev_per_atom"] == pytest.approx(model.score(test)["mae"])
 

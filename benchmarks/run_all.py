@@ -33,6 +33,8 @@ BENCHMARKS = {
     "multiscale": ("multiscale.py", ["--quick"], True),
     "refit": ("refit.py", ["--quick"], True),
     "schedule": ("schedule.py", ["--quick"], True),
+    # full size it is meant for a GPU (about 6 min on an H100; hours on 2 CPU cores)
+    "model_search": ("model_search.py", ["--quick", "--only", "d_J 4", "d_J 8"], True),
 }
 
 #: arguments in full mode, where they differ from the script's defaults

@@ -9,7 +9,7 @@ from ase_alchemical.datasets import ELPASOLITE_CSV_SHA256, ELPASOLITE_PKL_SHA256
 from ase_alchemical.training import evaluate_on_test_split
 
 #: The most accurate shipped model (not the default: slower).
-BEST_MODEL = "elpasolite-dj6-multiscale"
+BEST_MODEL = "elpasolite-dj10-multiscale"
 
 
 @pytest.fixture(scope="module")
@@ -76,18 +76,19 @@ def test_readme_main_job(capsys):
 
 
 def test_best_model_ships_beside_the_default(default_calc, elpasolites, data_dir):
-    """The d_J = 6, 5 + 7 Å multi-scale model, weights on all 9,590 non-test crystals
-    (more accurate, about a third as fast: not the default)."""
+    """The d_J = 10, 5 + 7 Å multi-scale model, weights on all 9,590 non-test crystals
+    (more accurate, slower: not the default)."""
     assert BEST_MODEL in available_models()
     model = AlchemicalCalculator(BEST_MODEL, device="cpu").model
     assert [h["cutoff"]["radius"] for h in model.hypers] == [5.0, 7.0]
-    assert model.compression_.d_j == 6 and len(model.species) == 39
+    assert model.compression_.d_j == 10 and len(model.species) == 39
     assert model.scale_weights_.sum().item() == pytest.approx(1.0)
     meta = model.metadata_
     assert (meta["n_train"], meta["n_opt"], meta["refit_on_opt"]) == (6000, 2000, True)
-    # weights on every crystal but the test set (`ase-alchemical refit`)
+    # weights on every crystal but the test set (`train --refit-on-all`)
     assert meta["refit_on_all"] is True and meta["n_weights"] == 9590 == len(model.support_)
-    assert meta["test_mae_ev_per_atom"] < meta["test_mae_before_refit_on_all"]
+    assert meta["test_mae_ev_per_atom"] < meta["test_mae_weights_on_training_set"]
+    assert "--d-j 10" in meta["recipe"] and "--lr-schedule cosine" in meta["recipe"]
     result = evaluate_on_test_split(model, data=data_dir, frames=elpasolites)
     assert result["test_mae_ev_per_atom"] == pytest.approx(meta["test_mae_ev_per_atom"], abs=1e-8)
     default_mae = default_calc.model.metadata_["test_mae_ev_per_atom"]

@@ -9,6 +9,7 @@ import io
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from . import __version__
 from ._io import atomic_write
@@ -291,16 +292,13 @@ def _cmd_screen(args) -> int:
 
 
 def _cmd_info(args) -> int:
-    from .model import load_model
+    from .calculator import available_models, model_path
+    from .model import model_file_info
 
-    model = load_model(args.model)
-    info = {
-        "params": {k: v for k, v in model.get_params().items()},
-        "species": " ".join(model.compression_.symbols),
-        "n_support": len(model.support_),
-        "metadata": model.metadata_,
-    }
-    print(json.dumps(info, indent=2))
+    path = Path(args.model)
+    if not path.is_file() and args.model in available_models():
+        path = model_path(args.model)
+    print(json.dumps(model_file_info(path), indent=2))
     return 0
 
 
@@ -382,7 +380,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, help="torch device (default: CUDA if available)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p = sub.add_parser("info", help="hyperparameters and provenance of a model file")
-    p.add_argument("model", help="model file")
+    p.add_argument("model", help="model file, or the name of a shipped model")
     p = sub.add_parser("fetch-data", help="download the elpasolite data (checksum-verified)")
     p.add_argument("--dir", default=None, help="target folder (default: user cache)")
     return parser

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from ase import Atoms
+from ase.data import chemical_symbols
 
 from . import __version__
 from ._io import atomic_write
@@ -43,7 +44,10 @@ from .kernels import (
     structure_features,
 )
 
-__all__ = ["AlchemicalKRR", "ModelFileError", "load_model", "MODEL_FORMAT", "MODEL_FORMAT_VERSION"]
+__all__ = [
+    "AlchemicalKRR", "ModelFileError", "load_model", "model_file_info", "MODEL_FORMAT",
+    "MODEL_FORMAT_VERSION",
+]  # fmt: skip
 
 MODEL_FORMAT = "ase-alchemical-model"
 MODEL_FORMAT_VERSION = 1
@@ -903,20 +907,8 @@ def _support_from_state(sup: dict) -> list[Atoms]:
     return frames
 
 
-def load_model(path: str | os.PathLike, device: str | torch.device | None = None) -> AlchemicalKRR:
-    """Load a model file written by :meth:`AlchemicalKRR.save`.
-
-    Uses torch's safe loading (``weights_only=True``: tensors and plain containers only).
-
-    Raises
-    ------
-    FileNotFoundError
-        The file does not exist.
-    ModelFileError
-        The file is not an ase-alchemical model, is truncated or corrupted, or was
-        written by an incompatible format version.
-    """
-    path = Path(path)
+def _read_state(path: Path) -> dict:
+    """A model file's state dict, safely loaded and checked to be a model of our format."""
     if not path.is_file():
         raise FileNotFoundError(f"model file {path} does not exist")
     try:
@@ -935,6 +927,45 @@ def load_model(path: str | os.PathLike, device: str | torch.device | None = None
             f"({__version__}) reads version {MODEL_FORMAT_VERSION}; written by "
             f"ase-alchemical {state.get('package_version')}"
         )
+    return state
+
+
+def model_file_info(path: str | os.PathLike) -> dict:
+    """Hyperparameters, elements, support size and provenance of a model file, read
+    without building the model (loading one featurizes its support structures).
+
+    Raises the same errors as :func:`load_model` for a missing or bad file.
+    """
+    path = Path(path)
+    state = _read_state(path)
+    try:
+        params = json.loads(state["params"])
+        params["hypers"] = json.loads(state["hypers"])
+        return {
+            "params": params,
+            "species": " ".join(chemical_symbols[int(z)] for z in state["species"]),
+            "n_support": int(state["weights"].shape[0]),
+            "metadata": json.loads(state["metadata"]),
+        }
+    except (KeyError, TypeError, ValueError) as e:
+        raise ModelFileError(f"{path} is an incomplete or inconsistent model file: {e}") from None
+
+
+def load_model(path: str | os.PathLike, device: str | torch.device | None = None) -> AlchemicalKRR:
+    """Load a model file written by :meth:`AlchemicalKRR.save`.
+
+    Uses torch's safe loading (``weights_only=True``: tensors and plain containers only).
+
+    Raises
+    ------
+    FileNotFoundError
+        The file does not exist.
+    ModelFileError
+        The file is not an ase-alchemical model, is truncated or corrupted, or was
+        written by an incompatible format version.
+    """
+    path = Path(path)
+    state = _read_state(path)
     try:
         params = json.loads(state["params"])
         if params.get("init") == "array":

@@ -109,3 +109,27 @@ def test_radial_scaling_option_parses_and_rejects_nonsense():
         _scaling("1,3")
     with pytest.raises(ValueError, match="integer"):
         _scaling("1,3,2.5")
+
+
+def test_info_reads_a_file_or_a_shipped_name_without_building_the_model(
+    trained, tmp_path, capsys, monkeypatch
+):
+    import json
+
+    from ase_alchemical import AlchemicalKRR
+
+    def no_featurizing(*args, **kwargs):
+        raise AssertionError("info built the model")
+
+    monkeypatch.setattr(AlchemicalKRR, "pair_spectrum", no_featurizing)
+    assert main(["info", str(trained)]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["params"]["d_j"] == 2 and info["n_support"] == 150
+    assert info["metadata"]["n_train"] == 300 and len(info["species"].split()) == 39
+    assert main(["info", "elpasolite-dj4"]) == 0
+    shipped = json.loads(capsys.readouterr().out)
+    assert shipped["n_support"] == 8000 and shipped["metadata"]["test_mae_ev_per_atom"] < 0.09
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a model")
+    assert main(["info", str(bad)]) == 1
+    assert "not a readable ase-alchemical model file" in capsys.readouterr().err

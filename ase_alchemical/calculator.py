@@ -51,18 +51,23 @@ def model_path(name: str = DEFAULT_MODEL) -> Path:
     return path
 
 
+def resolve_model_path(model: str | os.PathLike | None = None) -> Path:
+    """The file of ``None`` (the shipped default), a model file, or a shipped model's name."""
+    if model is None:
+        return model_path(DEFAULT_MODEL)
+    if Path(model).is_file():
+        return Path(model)
+    if isinstance(model, str) and not model.endswith(".pt") and os.sep not in model:
+        return model_path(model)  # a name: an unknown one is an error listing the shipped
+    raise FileNotFoundError(f"model file {model} does not exist")
+
+
 def resolve_model(model=None, device: str | torch.device | None = None) -> AlchemicalKRR:
     """A fitted model from ``None`` (the shipped default), a shipped name, a file or itself."""
     if isinstance(model, AlchemicalKRR):
         return model
-    if model is None:
-        return load_model(model_path(DEFAULT_MODEL), device=device)
-    if isinstance(model, (str, os.PathLike)):
-        if Path(model).is_file():
-            return load_model(model, device=device)
-        if isinstance(model, str) and not model.endswith(".pt") and os.sep not in model:
-            return load_model(model_path(model), device=device)
-        raise FileNotFoundError(f"model file {model} does not exist")
+    if model is None or isinstance(model, (str, os.PathLike)):
+        return load_model(resolve_model_path(model), device=device)
     raise TypeError(f"model must be None, a name, a path or an AlchemicalKRR, not {type(model)}")
 
 

@@ -9,7 +9,6 @@ import io
 import json
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 from . import __version__
 from ._io import atomic_write
@@ -292,13 +291,10 @@ def _cmd_screen(args) -> int:
 
 
 def _cmd_info(args) -> int:
-    from .calculator import available_models, model_path
+    from .calculator import resolve_model_path
     from .model import model_file_info
 
-    path = Path(args.model)
-    if not path.is_file() and args.model in available_models():
-        path = model_path(args.model)
-    print(json.dumps(model_file_info(path), indent=2))
+    print(json.dumps(model_file_info(resolve_model_path(args.model)), indent=2))
     return 0
 
 

@@ -29,6 +29,7 @@ from ase_alchemical import AlchemicalCalculator
 from ase_alchemical.datasets import build_elpasolite, load_elpasolites, split
 from ase_alchemical.features import DEFAULT_HYPERS, hypers_list
 from ase_alchemical.kernels import sparse_krr_weights
+from ase_alchemical.training import _device_name
 
 
 class PlainSoapBaseline:
@@ -162,10 +163,9 @@ def main() -> None:
         theirs = len(batch) / (time.perf_counter() - t0)
     rows.append((f"batch of {len(batch)} (structures/s)", ours, theirs))
 
-    where = str(calc.device)
+    where = _device_name(calc.device)
     if calc.device.type == "cuda":
-        where += f" ({torch.cuda.get_device_name(calc.device)}, peak GPU memory "
-        where += f"{torch.cuda.max_memory_allocated(calc.device) / 2**30:.2f} GiB)"
+        where += f", peak GPU memory {torch.cuda.max_memory_allocated(calc.device) / 2**30:.2f} GiB"
     print(f"device: {where}; torch {torch.__version__}")
     print(f"torch threads: {torch.get_num_threads()}; baseline fit: {baseline_fit:.0f} s; "
           f"default hypers cutoff {DEFAULT_HYPERS['cutoff']['radius']} A; model "

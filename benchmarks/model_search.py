@@ -39,6 +39,7 @@ from ase_alchemical import AlchemicalKRR
 from ase_alchemical._io import atomic_write
 from ase_alchemical.datasets import load_elpasolites, split
 from ase_alchemical.features import make_hypers
+from ase_alchemical.training import _device_name, train_elpasolite_model
 
 #: The shipped best model's recipe; every candidate changes one or two things.
 BASE = dict(d_j=6, cutoffs=(5.0, 7.0), zeta=3, n_steps=250, step_train_size=2000,
@@ -81,9 +82,22 @@ DEFAULT_RUN = [
 ]  # fmt: skip
 
 
-def _hypers(cfg: dict):
-    h = [make_hypers(c, cfg["max_radial"], cfg["max_angular"]) for c in cfg["cutoffs"]]
-    return h[0] if len(h) == 1 else h
+def _config(name: str, n_train: int, steps: int | None) -> dict:
+    """A candidate's settings: the base recipe, its changes, and the run's sizes."""
+    cfg = {**BASE, **CANDIDATES[name]}
+    cfg["n_steps"] = steps or cfg["n_steps"]
+    cfg["step_train_size"] = min(cfg["step_train_size"], n_train)
+    return cfg
+
+
+def _model_params(cfg: dict, device: str) -> dict:
+    """``AlchemicalKRR`` arguments of a candidate (the rest are the `train` defaults)."""
+    hypers = [make_hypers(c, cfg["max_radial"], cfg["max_angular"]) for c in cfg["cutoffs"]]
+    return dict(
+        d_j=cfg["d_j"], hypers=hypers[0] if len(hypers) == 1 else hypers, zeta=cfg["zeta"],
+        solver="full", n_steps=cfg["n_steps"], step_train_size=cfg["step_train_size"],
+        lr_schedule=cfg["lr_schedule"], seed=cfg["seed"], device=device, progress=False,
+    )  # fmt: skip
 
 
 def main() -> None:
@@ -117,14 +131,8 @@ def main() -> None:
     spectra: dict = {}
     rows = []
     for name in names:
-        cfg = {**BASE, **CANDIDATES[name]}
-        cfg["n_steps"] = steps or cfg["n_steps"]
-        cfg["step_train_size"] = min(cfg["step_train_size"], n_train)
-        model = AlchemicalKRR(
-            d_j=cfg["d_j"], hypers=_hypers(cfg), zeta=cfg["zeta"], solver="full",
-            n_steps=cfg["n_steps"], step_train_size=cfg["step_train_size"],
-            lr_schedule=cfg["lr_schedule"], seed=cfg["seed"], device=device, progress=False,
-        )  # fmt: skip
+        cfg = _config(name, n_train, steps)
+        model = AlchemicalKRR(**_model_params(cfg, device))
         key = (cfg["cutoffs"], cfg["max_radial"], cfg["max_angular"])
         if key not in spectra:  # U-independent: one featurization per set of hypers
             t0 = time.perf_counter()
@@ -155,12 +163,10 @@ def main() -> None:
                          for k, v in row.items()), flush=True)  # fmt: skip
 
     best = min(rows, key=lambda r: r[f"{args.select}_mae"])
-    where = device
-    if device.startswith("cuda"):
-        where += f" ({torch.cuda.get_device_name()})"
     lines = [
-        f"Model search on {where}, n_train {n_train}, n_opt {n_opt}, val {len(val)}, "
-        f"test 1,000 (split seed 0); chosen on the {args.select} MAE",
+        f"Model search on {_device_name(torch.device(device))}, n_train {n_train}, "
+        f"n_opt {n_opt}, val {len(val)}, test 1,000 (split seed 0); "
+        f"chosen on the {args.select} MAE",
         "",
         "| candidate | val MAE | val RMSE | opt MAE | opt RMSE | best step opt RMSE "
         "| test MAE (weights on training set) | test MAE (weights on all non-test) "
@@ -184,17 +190,10 @@ def main() -> None:
 
 def _train(name, args, device, frames, n_train, n_opt, steps) -> None:
     """Train a candidate as ``ase-alchemical train ... --refit-on-all`` and save it."""
-    from ase_alchemical.training import train_elpasolite_model
-
-    cfg = {**BASE, **CANDIDATES[name]}
-    cfg["n_steps"] = steps or cfg["n_steps"]
-    cfg["step_train_size"] = min(cfg["step_train_size"], n_train)
     _, report = train_elpasolite_model(
         n_train=n_train, n_opt=n_opt, n_test=1000, split_seed=0, frames=frames,
-        data=args.data, out=args.train_best, refit_on_all=True, d_j=cfg["d_j"],
-        hypers=_hypers(cfg), zeta=cfg["zeta"], solver="full", n_steps=cfg["n_steps"],
-        step_train_size=cfg["step_train_size"], lr_schedule=cfg["lr_schedule"],
-        seed=cfg["seed"], device=device, progress=False,
+        data=args.data, out=args.train_best, refit_on_all=True,
+        **_model_params(_config(name, n_train, steps), device),
     )  # fmt: skip
     print(f"trained {name!r} on all 9,590 non-test crystals: test MAE "
           f"{report['test_mae_ev_per_atom']:.4f}, RMSE {report['test_rmse_ev_per_atom']:.4f}, "

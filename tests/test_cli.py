@@ -133,3 +133,5 @@ def test_info_reads_a_file_or_a_shipped_name_without_building_the_model(
     bad.write_bytes(b"not a model")
     assert main(["info", str(bad)]) == 1
     assert "not a readable ase-alchemical model file" in capsys.readouterr().err
+    assert main(["info", "nosuch"]) == 1
+    assert "no shipped model named 'nosuch'" in capsys.readouterr().err

@@ -333,46 +333,54 @@ def _pair_spectrum_from_tensormap(
 
     ``block_values`` replaces the blocks' values (e.g. by leaf tensors that require
     gradients); the reduction is differentiable with respect to them.
+
+    Every l channel is zero-padded to 2 lmax + 1 values of m, so that one batched
+    matrix product contracts all of them over m and one sum puts the atoms into their
+    slots: a handful of torch operations per call instead of a handful per l, which
+    were most of the fixed cost of a single-structure call.
     """
     names = list(tensormap.keys.names)
     i_l = names.index("o3_lambda")
     index_of_l = {int(key[i_l]): i for i, key in enumerate(_long(tensormap.keys.values).tolist())}
     blocks = list(tensormap.blocks())
-    center_of_row = torch.zeros(n_rows, dtype=torch.long, device=device)
-    per_l = []
-    for lam in range(lmax1):
-        shape = (n_rows, k, 2 * lam + 1, n_radial)
-        if lam not in index_of_l:
-            per_l.append(torch.zeros(shape, dtype=dtype, device=device))
+    n_m = 2 * lmax1 - 1
+    values, samples = {}, {}
+    for lam, i in index_of_l.items():
+        if lam >= lmax1:
             continue
-        i = index_of_l[lam]
-        block = blocks[i]
-        if block_values is not None:
-            values = block_values[i]
-        else:
-            values = torch.as_tensor(block.values).to(device=device, dtype=dtype)
-        if values.shape[-1] != k * n_radial:
-            raise RuntimeError(f"unexpected properties in the l={lam} block: {values.shape}")
-        samples = _long(block.samples.values).to(device)  # (system, atom, center_type)
-        rows = atom_offset[samples[:, 0]] + samples[:, 1]
-        center_of_row[rows] = samples[:, 2] - 1
-        values = values.unflatten(-1, (k, n_radial)).transpose(1, 2)  # (rows, K, m, N)
-        per_l.append(values.new_zeros(shape).index_copy(0, rows, values))
-    system_of_row = torch.repeat_interleave(
-        torch.arange(n_systems, device=atom_offset.device),
-        torch.diff(atom_offset, append=atom_offset.new_tensor([n_rows])),
-    )
+        v = block_values[i] if block_values is not None else torch.as_tensor(blocks[i].values)
+        if v.shape[1:] != (2 * lam + 1, k * n_radial):
+            raise RuntimeError(f"unexpected shape of the l={lam} block: {tuple(v.shape)}")
+        values[lam] = v.to(device=device, dtype=dtype)
+        samples[lam] = blocks[i].samples.values  # (system, atom, center_type)
+    first = next(iter(samples.values()), np.zeros((n_rows, 3), dtype=np.int32))
+    # the merged blocks list every atom once, in the same order (keys_to_samples of
+    # the same sample sets): checked here on numpy views, not assumed
+    if len(first) != n_rows or not all(np.array_equal(s, first) for s in samples.values()):
+        raise RuntimeError(
+            "featomic's merged spherical-expansion blocks do not list every atom in the same "
+            f"order ({[len(s) for s in samples.values()]} samples for {n_rows} atoms)"
+        )
+    rows_samples = _long(first).to(device)
+    per_l = [
+        torch.nn.functional.pad(values[lam], (0, 0, 0, n_m - 2 * lam - 1)) if lam in values
+        else torch.zeros((n_rows, n_m, k * n_radial), dtype=dtype, device=device)
+        for lam in range(lmax1)
+    ]  # fmt: skip
+    dense = torch.stack(per_l, dim=1)  # (rows, L, m, K N)
+    atom_rho = dense.transpose(-1, -2) @ dense  # summed over m: (rows, L, K N, K N)
     n_slots = k if center_resolved else 1
-    slot = system_of_row.to(device) * n_slots
-    if center_resolved:  # each atom adds to the (structure, its own local type) slot
-        slot = slot + center_of_row
-    out = []
-    for dense in per_l:
-        # sum over m inside each atom, then over the atoms of each structure and type
-        atom_rho = torch.einsum("iamn,ibmk->iabnk", dense, dense)
+    if n_systems * n_slots == 1:
+        rho = atom_rho.sum(0, keepdim=True)
+    else:
+        slot = rows_samples[:, 0] * n_slots
+        if center_resolved:  # each atom adds to the (structure, its own local type) slot
+            slot = slot + rows_samples[:, 2] - 1
         rho = atom_rho.new_zeros((n_systems * n_slots,) + atom_rho.shape[1:])
-        out.append(rho.index_add(0, slot, atom_rho))
-    return torch.stack(out, dim=3).unflatten(0, (n_systems, n_slots))
+        rho = rho.index_add(0, slot, atom_rho)
+    # (S C, L, K, N, K, N) -> (S, C, K, K, L, N, N)
+    rho = rho.unflatten(3, (k, n_radial)).unflatten(2, (k, n_radial))
+    return rho.permute(0, 2, 4, 1, 3, 5).contiguous().unflatten(0, (n_systems, n_slots))
 
 
 def compute_pair_spectrum(
@@ -468,28 +476,45 @@ class GeometryGradients:
         d_strain = torch.zeros((len(self.n_atoms), 3, 3), dtype=self.dtype, device=self.device)
         for tensormap, per_scale in zip(self.tensormaps, self.leaves):
             d_values, d_flat = d_flat[: len(per_scale)], d_flat[len(per_scale) :]
-            for block, dv in zip(tensormap.blocks(), d_values):
-                if dv is None:
-                    continue
-                self._add_block(block, dv, d_pos, d_strain)
+            pairs = [
+                (block, dv) for block, dv in zip(tensormap.blocks(), d_values) if dv is not None
+            ]
+            if not pairs:
+                continue
+            samples, contrib = self._contract(pairs, "positions")  # (sample, system, atom)
+            d_pos.index_add_(0, self.atom_offset[samples[:, 1]] + samples[:, 2], contrib)
+            if self.with_strain:
+                samples, contrib = self._contract(pairs, "strain")  # (sample,)
+                system = _long(pairs[0][0].samples.values).to(self.device)[samples[:, 0], 0]
+                d_strain.index_add_(0, system, contrib.unflatten(1, (3, 3)))
         split = torch.split(d_pos, self.n_atoms.tolist())
         positions = [p.cpu().numpy() for p in split]
         virials = [v.cpu().numpy() for v in d_strain] if self.with_strain else None
         return positions, virials
 
-    def _add_block(self, block, dv, d_pos, d_strain) -> None:
-        grad = block.gradient("positions")
-        g_samples = _long(grad.samples.values).to(self.device)  # (sample, system, atom)
-        g_values = torch.as_tensor(grad.values).to(device=self.device, dtype=self.dtype)
-        contrib = torch.einsum("gxmn,gmn->gx", g_values, dv[g_samples[:, 0]])
-        d_pos.index_add_(0, self.atom_offset[g_samples[:, 1]] + g_samples[:, 2], contrib)
-        if self.with_strain:
-            grad = block.gradient("strain")
-            g_samples = _long(grad.samples.values).to(self.device)[:, 0]  # (sample,)
-            g_values = torch.as_tensor(grad.values).to(device=self.device, dtype=self.dtype)
-            contrib = torch.einsum("gxymn,gmn->gxy", g_values, dv[g_samples])
-            system = _long(block.samples.values).to(self.device)[g_samples, 0]
-            d_strain.index_add_(0, system, contrib)
+    def _contract(self, pairs, parameter: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sum over the blocks of sum_{m,n} d(values)/d(parameter) * d(output)/d(values).
+
+        Returns the gradient samples and one row of 3 (positions) or 9 (strain)
+        numbers per gradient sample. The
+        merged blocks of one scale share their gradient samples (checked), so their
+        contributions are added before a single ``index_add``.
+        """
+        total, first = None, None
+        for block, dv in pairs:
+            grad = block.gradient(parameter)
+            samples = grad.samples.values  # (sample, system, atom) or (sample,)
+            if first is None:
+                first = samples
+            elif not np.array_equal(samples, first):
+                raise RuntimeError(
+                    f"featomic's merged blocks have different {parameter} gradient samples"
+                )
+            g = torch.as_tensor(grad.values).to(device=self.device, dtype=self.dtype)
+            d = dv[_long(samples[:, 0]).to(self.device)]  # (g, m, n) for each gradient row
+            term = torch.bmm(g.flatten(-2).flatten(1, -2), d.flatten(1).unsqueeze(2)).squeeze(2)
+            total = term if total is None else total + term
+        return _long(first).to(self.device), total
 
 
 def differentiable_pair_spectrum(

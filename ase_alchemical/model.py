@@ -462,10 +462,15 @@ class AlchemicalKRR:
         for atoms in self.support_:
             atoms.calc = None
 
-    def refit(self, frames: Sequence[Atoms], spectrum: PairSpectrum | None = None) -> AlchemicalKRR:
-        """Solve the KRR weights again on ``frames``, keeping U, the regulariser and the
-        scale weights: e.g. on training + optimization set once U is learned, so that
-        the final model uses every labelled structure.
+    def refit(
+        self,
+        frames: Sequence[Atoms],
+        spectrum: PairSpectrum | None = None,
+        regularizer: float | None = None,
+    ) -> AlchemicalKRR:
+        """Solve the KRR weights again on ``frames``, keeping U and the scale weights
+        (and the regulariser, unless given): e.g. on training + optimization set once U
+        is learned, so that the final model uses every labelled structure.
 
         With the full solver every structure of ``frames`` becomes a support point; the
         sparse solver keeps its support points and solves on ``frames``. The uncertainty
@@ -478,8 +483,17 @@ class AlchemicalKRR:
             Structures with ``info["energy"]`` (total, eV).
         spectrum
             Their precomputed :meth:`pair_spectrum`.
+        regularizer
+            Relative regulariser of this solve (as the constructor's ``regularizer``);
+            ``None`` keeps the fitted one. The one learned with U suits the per-step
+            solves on ``step_train_size`` structures; a solve on more may want another,
+            chosen on held-out structures (``benchmarks/final_regularizer.py``).
         """
         self._check_fitted()
+        if regularizer is not None:
+            if not regularizer > 0:
+                raise ValueError(f"regularizer must be > 0, got {regularizer}")
+            self.regularizer_ = float(regularizer)
         frames = list(frames)
         rho = spectrum if spectrum is not None else self.pair_spectrum(frames)
         rho = self._project(rho.to(self._device))

@@ -24,6 +24,7 @@ BENCHMARKS = {
     "learning_curve": ("learning_curve.py", ["--quick"], True),
     "baselines": ("baselines.py", ["--quick"], True),
     "calculator_speed": ("calculator_speed.py", ["--quick"], False),
+    "call_parts": ("call_parts.py", ["--repeats", "50"], False),
     "screen": ("screen.py", ["--quick"], True),
     "hypers_study": ("hypers_study.py", ["--quick"], False),
     "radial_scaling": ("radial_scaling.py", ["--quick"], True),
@@ -35,10 +36,14 @@ BENCHMARKS = {
     "schedule": ("schedule.py", ["--quick"], True),
     # full size it is meant for a GPU (about 6 min on an H100; hours on 2 CPU cores)
     "model_search": ("model_search.py", ["--quick", "--only", "d_J 4", "d_J 8"], True),
+    "final_regularizer": ("final_regularizer.py", ["--quick"], True),
 }
 
 #: arguments in full mode, where they differ from the script's defaults
-FULL_ARGS = {"schedule": ["--n-train", "6000", "--steps", "250", "--seeds", "0", "1", "2"]}
+FULL_ARGS = {
+    "schedule": ["--n-train", "6000", "--steps", "250", "--seeds", "0", "1", "2"],
+    "final_regularizer": ["--model", "elpasolite-dj4", "elpasolite-dj10-multiscale"],
+}
 
 
 def main() -> int:

@@ -255,6 +255,37 @@ def test_refit_solves_the_weights_on_more_structures(synthetic_frames, solver, t
     np.testing.assert_allclose(loaded.predict_per_atom(test), after, rtol=1e-9)
 
 
+def test_refit_with_another_regularizer(synthetic_frames, tmp_path):
+    """Known answer: refit(regularizer=r) is the full KRR solve with r, U kept; the new
+    regulariser is saved; a non-positive one is refused."""
+    frames = synthetic_frames[0]
+    _label(frames, synthetic_frames[1], np.random.default_rng(7).normal(size=(6, 2)))
+    model = AlchemicalKRR(d_j=2, hypers=SMALL, n_steps=3, solver="full")
+    model.fit(frames[:80], frames[80:120])
+    u, reg = model.U, model.regularizer_
+    test = frames[300:320]
+    before = model.predict_per_atom(test)
+    with pytest.raises(ValueError, match="regularizer must be > 0"):
+        model.refit(frames[:80], regularizer=0.0)
+    assert model.regularizer_ == reg
+    model.refit(frames[:80], regularizer=0.1 * reg)
+    np.testing.assert_array_equal(model.U, u)
+    assert model.regularizer_ == pytest.approx(0.1 * reg)
+    with torch.no_grad():
+        x = model._features(model.pair_spectrum(frames[:80]))
+        x_test = model._features(model.pair_spectrum(test))
+        y = torch.tensor([a.info["energy"] / len(a) for a in frames[:80]], dtype=torch.float64)
+        w = full_krr_weights(polynomial_kernel(x, x, 2), (y - model.y_mean_) / model.y_std_,
+                             0.1 * reg)  # fmt: skip
+    expected = (polynomial_kernel(x_test, x, 2) @ w).numpy() * model.y_std_ + model.y_mean_
+    after = model.predict_per_atom(test)
+    np.testing.assert_allclose(after, expected, rtol=1e-8, atol=1e-10)
+    assert not np.allclose(after, before)
+    loaded = load_model(model.save(tmp_path / "reg.pt"))
+    assert loaded.regularizer_ == pytest.approx(0.1 * reg)
+    np.testing.assert_allclose(loaded.predict_per_atom(test), after, rtol=1e-9)
+
+
 def test_cosine_learning_rate_schedule(synthetic_frames, tmp_path):
     frames, spectrum = synthetic_frames
     _label(frames, spectrum, np.random.default_rng(7).normal(size=(6, 2)))

@@ -495,10 +495,9 @@ class GeometryGradients:
     def _contract(self, pairs, parameter: str) -> tuple[torch.Tensor, torch.Tensor]:
         """Sum over the blocks of sum_{m,n} d(values)/d(parameter) * d(output)/d(values).
 
-        Returns the gradient samples and one row of 3 (positions) or 9 (strain)
-        numbers per gradient sample. The
-        merged blocks of one scale share their gradient samples (checked), so their
-        contributions are added before a single ``index_add``.
+        Returns the gradient samples and one row of 3 (positions) or 9 (strain) numbers
+        per gradient sample. The merged blocks of one scale share their gradient samples
+        (checked), so their contributions are added before a single ``index_add``.
         """
         total, first = None, None
         for block, dv in pairs:

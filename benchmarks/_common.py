@@ -8,6 +8,14 @@ import numpy as np
 import torch
 
 
+def elapsed_s(t0: float, device) -> float:
+    """Seconds since ``t0`` (``time.perf_counter``), after any queued GPU work has finished
+    (GPU work is asynchronous: the clock must not be read before it is done)."""
+    if str(device).startswith("cuda"):
+        torch.cuda.synchronize()
+    return time.perf_counter() - t0
+
+
 def fit_and_score(model, spectra, y_test: np.ndarray, train, opt) -> tuple[float, float, float]:
     """Fit ``model`` on precomputed (train, opt, test) spectra.
 

@@ -26,14 +26,14 @@ from _common import write_table  # benchmarks/ is on sys.path
 from ase_alchemical.calculator import resolve_model_path
 from ase_alchemical.datasets import load_elpasolites, split
 from ase_alchemical.model import load_model
+from ase_alchemical.training import _checked_data_file, _recorded_split
 
 FACTORS = (3.0, 1.0, 0.5, 0.3, 0.2, 0.1, 0.03)
 
 
-def scan(model, frames, factors) -> list[dict]:
+def scan(model, meta: dict, frames, factors) -> list[dict]:
     """Test, val and opt errors (eV/atom) with the weights re-solved on the training set
-    for every factor of the learned regulariser."""
-    meta = model.metadata_
+    of the split recorded in ``meta`` for every factor of the learned regulariser."""
     index = list(range(len(frames)))
     train, opt, test = split(index, meta["n_train"], meta["n_opt"], meta["n_test"],
                              seed=meta["split_seed"])  # fmt: skip
@@ -68,15 +68,18 @@ def main() -> None:
     parser.add_argument("--out", default=None, help="write the markdown table here")
     args = parser.parse_args()
     factors = args.factors or ((1.0, 0.3) if args.quick else FACTORS)
-    frames = load_elpasolites(args.data)
-    table = []
+    table, loaded = [], {}
     for name in args.model:
         path = resolve_model_path(name)
         model = load_model(path, device="cpu")
-        meta = model.metadata_
+        meta = _recorded_split(model, "this script needs the split the model was trained on")
+        data_file = _checked_data_file(args.data, meta)
+        if data_file not in loaded:  # the models normally share one data file
+            loaded[data_file] = load_elpasolites(data_file)
+        frames = loaded[data_file]
         print(f"{path.name}: d_J {model.d_j}, {model.n_scales} scale(s), learned regulariser "
               f"{model.regularizer_:.4g}, training set {meta['n_train']}", flush=True)  # fmt: skip
-        rows = scan(model, frames, factors)
+        rows = scan(model, meta, frames, factors)
         by_val = min(rows, key=lambda r: r["val_mae"])
         by_opt = min(rows, key=lambda r: r["opt_mae"])
         for r in rows:

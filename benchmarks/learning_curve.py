@@ -21,6 +21,7 @@ import time
 
 import numpy as np
 import torch
+from _common import elapsed_s  # benchmarks/ is on sys.path
 
 from ase_alchemical import AlchemicalKRR, __version__
 from ase_alchemical._io import atomic_write
@@ -109,7 +110,7 @@ def main() -> None:
             )
             t0 = time.perf_counter()
             model.fit(train, opt, spectrum[rows(train)], spectrum[rows(opt)])
-            report(f"alchemical d_J={d_j}", d_j, n_train, model, _elapsed(t0, args.device))
+            report(f"alchemical d_J={d_j}", d_j, n_train, model, elapsed_s(t0, args.device))
 
     def best_curve() -> None:
         hypers = [make_hypers(cutoff) for cutoff in BEST["cutoffs"]]
@@ -127,7 +128,7 @@ def main() -> None:
             )  # fmt: skip
             t0 = time.perf_counter()
             model.fit(train, opt, multi[rows(train)], multi[rows(opt)])
-            fit_s = _elapsed(t0, args.device)
+            fit_s = elapsed_s(t0, args.device)
             name = f"best recipe ({n_steps} steps)"
             report(name, BEST["d_j"], n_train, model, fit_s, multi)
 
@@ -163,13 +164,6 @@ def main() -> None:
     print(f"\nfeaturization of all {len(frames)} crystals: {featurize_s:.1f} s")
     if args.out:
         write(args.out, results, n_test, args.n_opt, steps, featurize_s)
-
-
-def _elapsed(t0: float, device: str) -> float:
-    """Seconds since ``t0``, after the GPU's queued work (if any) has finished."""
-    if str(device).startswith("cuda"):
-        torch.cuda.synchronize()
-    return time.perf_counter() - t0
 
 
 def write(out: str, results: list, n_test: int, n_opt: int, steps: int, featurize_s: float):

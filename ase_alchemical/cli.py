@@ -78,6 +78,11 @@ def _add_train(sub) -> None:
         help="once U is learned, solve the final weights on every crystal but the test set "
         "(training, optimization and the crystals the split leaves unused)",
     )  # fmt: skip
+    p.add_argument(
+        "--choose-regularizer", action="store_true",
+        help="once U is learned, choose the regulariser of the final solve (the learned one "
+        "times 3 ... 0.03) on the crystals the split leaves in no set",
+    )  # fmt: skip
     p.add_argument("--zeta", type=int, default=2, help="polynomial kernel exponent")
     p.add_argument(
         "--regularizer", type=float, default=1e-3,
@@ -90,6 +95,10 @@ def _add_train(sub) -> None:
     p.add_argument("--normalization", choices=["normalized", "mean"], default="normalized")
     p.add_argument("--init", choices=["elements", "random"], default="elements", help="initial U")
     p.add_argument("--seed", type=int, default=0, help="seed of the random initial U")
+    p.add_argument(
+        "--radially-resolved", action="store_true",
+        help="learn one U per radial basis function (of each scale) instead of one for all",
+    )  # fmt: skip
     p.add_argument(
         "--cutoff",
         type=float,
@@ -142,18 +151,24 @@ def _cmd_train(args) -> int:
         n_train=args.n_train, n_opt=args.n_opt, n_test=args.n_test,
         split_seed=args.split_seed, data=args.data, out=args.out,
         refit_on_opt=args.refit_on_opt, refit_on_all=args.refit_on_all,
+        choose_regularizer=args.choose_regularizer,
         d_j=args.d_j, hypers=hypers, zeta=args.zeta, normalization=args.normalization,
         regularizer=args.regularizer, solver=args.solver, n_support=args.n_support,
         gradient_flow=args.gradient_flow, n_steps=args.steps, learning_rate=args.learning_rate,
         lr_schedule=args.lr_schedule,
         learn_regularizer=not args.fixed_regularizer and args.gradient_flow == "full",
         step_train_size=args.step_train_size or None,
-        init=args.init, seed=args.seed, device=args.device, progress=not args.quiet,
+        init=args.init, seed=args.seed, radially_resolved=args.radially_resolved,
+        device=args.device, progress=not args.quiet,
     )  # fmt: skip
     print(f"saved {args.out}")
     print(f"test MAE  {report['test_mae_ev_per_atom']:.4f} eV/atom  (n_test={args.n_test})")
     print(f"test RMSE {report['test_rmse_ev_per_atom']:.4f} eV/atom")
     print(f"fit time  {report['fit_time_s']:.1f} s")
+    if report["regularizer_scan"]:
+        best = min(report["regularizer_scan"], key=lambda row: row["val_mae"])
+        print(f"regulariser {best['regularizer']:.4g} (learned x {best['factor']:g}; "
+              f"MAE {best['val_mae']:.4f} on the crystals in no set)")  # fmt: skip
     if report["refit_on_all"]:
         print(f"weights solved on {report['n_weights']} crystals (all but the test set)")
     elif report["refit_on_opt"]:

@@ -18,6 +18,15 @@ central atom, which is compressed by the same U:
 so a structure feature knows *which* (pseudo-)element sits at the centre of each
 environment, as a multi-species SOAP kernel does (it only compares environments with
 the same central species).
+
+With ``radial_shapes`` given, U is *radially resolved*: one mixing matrix per radial
+basis function n (of each scale), ``c[J, n, l, m] = sum_a U[n, a, J] c[a, n, l, m]``, so
+
+    P[J, J', l, n, n'] = sum_{a, b} U[n, a, J] U[n', b, J'] rho[a, b, l, n, n']
+
+Neighbours of one element can then look like one pseudo-element near the centre and
+another farther out, at the same feature length; with every U[n] equal it is the
+plain compression above.
 """
 
 from __future__ import annotations
@@ -104,6 +113,11 @@ class AlchemicalCompression(torch.nn.Module):
         Seed of the random initialisation.
     center_resolved
         Resolve the power spectrum by the (compressed) species of the central atom.
+    radial_shapes
+        (number of l channels, number of radial functions) of each scale of the spectra
+        (:func:`ase_alchemical.features.basis_shapes`): learn one U per radial function
+        of each scale, a (channels, n_species, d_J) tensor whose every channel starts
+        from ``init``. ``None``: one U for all.
     """
 
     def __init__(
@@ -113,6 +127,7 @@ class AlchemicalCompression(torch.nn.Module):
         init: str | np.ndarray | torch.Tensor = "elements",
         seed: int = 0,
         center_resolved: bool = False,
+        radial_shapes: Sequence[tuple[int, int]] | None = None,
     ) -> None:
         super().__init__()
         species = [int(z) for z in species]
@@ -136,8 +151,23 @@ class AlchemicalCompression(torch.nn.Module):
                 )
         else:
             u = np.asarray(torch.as_tensor(init).detach().cpu().numpy(), dtype=float)
-            if u.shape != (n, d_j):
-                raise ValueError(f"init array has shape {u.shape}, expected {(n, d_j)}")
+        if radial_shapes is not None:
+            radial_shapes = [(int(lmax1), int(n_radial)) for lmax1, n_radial in radial_shapes]
+            if not radial_shapes or any(min(shape) < 1 for shape in radial_shapes):
+                raise ValueError(
+                    f"radial_shapes must be positive (L, N) pairs, got {radial_shapes}"
+                )
+            if center_resolved:
+                raise ValueError("a radially resolved U cannot be combined with center_resolved")
+            channels = sum(n_radial for _, n_radial in radial_shapes)
+            if u.shape == (n, d_j):  # the same start for every radial channel
+                u = np.repeat(u[None], channels, axis=0)
+            expected = (channels, n, d_j)
+        else:
+            expected = (n, d_j)
+        if u.shape != expected:
+            raise ValueError(f"init array has shape {u.shape}, expected {expected}")
+        self.radial_shapes = radial_shapes
         self.species = species
         self.d_j = int(d_j)
         self.center_resolved = bool(center_resolved)
@@ -149,7 +179,9 @@ class AlchemicalCompression(torch.nn.Module):
         iu = torch.triu_indices(d_j, d_j)
         self.register_buffer("_pair_i", iu[0], persistent=False)
         self.register_buffer("_pair_j", iu[1], persistent=False)
-        weight = torch.where(iu[0] == iu[1], 1.0, np.sqrt(2.0)).to(torch.float64)
+        # float64 throughout: a float32 sqrt(2) is off by 2e-8
+        weight = torch.full((len(iu[0]),), np.sqrt(2.0), dtype=torch.float64)
+        weight[iu[0] == iu[1]] = 1.0
         self.register_buffer("_pair_weight", weight, persistent=False)
 
     @property
@@ -237,6 +269,8 @@ class AlchemicalCompression(torch.nn.Module):
 
     def forward(self, spectrum: PairSpectrum) -> torch.Tensor:
         """Compressed power spectrum summed over atoms, shape (S, n_features)."""
+        if self.radial_shapes is not None:
+            return self._radial_forward(spectrum)
         u = self.U
         u_pad = torch.cat([u, u.new_zeros((1, u.shape[1]))])
         u_s = u_pad[self.rows(spectrum.numbers)]  # (S, K, d_J)
@@ -260,3 +294,30 @@ class AlchemicalCompression(torch.nn.Module):
             values = values.sum(1)
         rho = values.reshape(s, mix.shape[1], -1)
         return torch.bmm(mix.transpose(1, 2), rho).reshape(s, -1)
+
+    def _radial_forward(self, spectrum: PairSpectrum) -> torch.Tensor:
+        """:meth:`forward` with one U per radial channel; same feature layout."""
+        if spectrum.center_resolved:
+            raise ValueError("a radially resolved U needs a spectrum summed over centres")
+        values = spectrum.values.to(self.U.dtype).sum(1)  # (S, K, K, L, N, N)
+        s, k, _, n_l, n_radial = values.shape[:5]
+        if n_l != sum(lmax1 for lmax1, _ in self.radial_shapes) or any(
+            n != n_radial for _, n in self.radial_shapes
+        ):
+            raise ValueError(
+                f"the spectrum's (L, N) = {(n_l, n_radial)} does not match the radial "
+                f"shapes of this compression, {self.radial_shapes}"
+            )
+        u = self.U
+        u_pad = torch.cat([u, u.new_zeros((u.shape[0], 1, u.shape[2]))], 1)
+        u_s = u_pad[:, self.rows(spectrum.numbers)].permute(1, 2, 0, 3)  # (S, K, C, d_J)
+        a = u_s[..., self._pair_i] * self._pair_weight.to(u.dtype)  # (S, K, C, pairs)
+        b = u_s[..., self._pair_j]
+        out, l0, c0 = [], 0, 0
+        for lmax1, n in self.radial_shapes:
+            v = values[:, :, :, l0 : l0 + lmax1]
+            # contract b, then a: 3x faster than one einsum over a per-(a, b) mixing
+            w = torch.einsum("sablnk,sbkp->salnkp", v, b[:, :, c0 : c0 + n])
+            out.append(torch.einsum("salnkp,sanp->splnk", w, a[:, :, c0 : c0 + n]))
+            l0, c0 = l0 + lmax1, c0 + n
+        return torch.cat(out, 2).reshape(s, -1)

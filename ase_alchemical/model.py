@@ -92,6 +92,10 @@ class AlchemicalKRR:
     center_resolved
         Keep the power spectrum apart by the (compressed) species of the central atom
         (see :class:`~ase_alchemical.compression.AlchemicalCompression`).
+    radially_resolved
+        Learn one U per radial basis function (of each scale) instead of one for all:
+        an element may mix differently near the centre and farther out, at the same
+        feature length (see :class:`~ase_alchemical.compression.AlchemicalCompression`).
     basis_components
         Keep this many principal components of the (l, n, n') channels of the pair
         spectrum (from the training set, before any U): a fixed linear map that shortens
@@ -151,6 +155,7 @@ class AlchemicalKRR:
         zeta: int = 2,
         normalization: str = "normalized",
         center_resolved: bool = False,
+        radially_resolved: bool = False,
         basis_components: int | None = None,
         scale_weights: Sequence[float] | None = None,
         learn_scale_weights: bool = True,
@@ -174,6 +179,7 @@ class AlchemicalKRR:
         self.zeta = zeta
         self.normalization = normalization
         self.center_resolved = center_resolved
+        self.radially_resolved = radially_resolved
         self.basis_components = basis_components
         self.scale_weights = scale_weights
         self.learn_scale_weights = learn_scale_weights
@@ -194,7 +200,7 @@ class AlchemicalKRR:
 
     # ------------------------------------------------------------------ parameters
     _PARAMS = (
-        "d_j", "hypers", "zeta", "normalization", "center_resolved",
+        "d_j", "hypers", "zeta", "normalization", "center_resolved", "radially_resolved",
         "basis_components", "scale_weights", "learn_scale_weights", "regularizer",
         "learn_regularizer", "solver",
         "n_support", "gradient_flow", "n_steps", "step_train_size", "learning_rate", "lr_schedule",
@@ -216,6 +222,11 @@ class AlchemicalKRR:
             raise ValueError(
                 "basis_components mixes the (l, n, n') channels of all scales; it cannot be "
                 "combined with multi-scale hypers"
+            )
+        if self.radially_resolved and (self.center_resolved or self.basis_components):
+            raise ValueError(
+                "radially_resolved needs the plain (l, n, n') channels summed over centres: "
+                "it cannot be combined with center_resolved or basis_components"
             )
         if self.scale_weights is not None:
             w = np.asarray(self.scale_weights, dtype=float)
@@ -247,6 +258,9 @@ class AlchemicalKRR:
     @property
     def _hypers(self) -> dict | list[dict]:
         return DEFAULT_HYPERS if self.hypers is None else self.hypers
+
+    def _radial_shapes(self) -> list[tuple[int, int]] | None:
+        return basis_shapes(self._hypers) if self.radially_resolved else None
 
     @property
     def n_scales(self) -> int:
@@ -417,7 +431,7 @@ class AlchemicalKRR:
         d_j = len(species) if self.d_j is None else self.d_j
         self._columns_cache = None
         self.compression_ = AlchemicalCompression(
-            species, d_j, self.init, self.seed, bool(self.center_resolved)
+            species, d_j, self.init, self.seed, bool(self.center_resolved), self._radial_shapes()
         ).to(self._device)
         n_support = len(train) if self.solver == "full" else min(self.n_support, len(train))
         if self.solver == "full":
@@ -664,7 +678,8 @@ class AlchemicalKRR:
 
     @property
     def U(self) -> np.ndarray:
-        """The learned compression matrix (n_species x d_J)."""
+        """The learned compression matrix (n_species x d_J); radially resolved, one per
+        radial channel (n_channels x n_species x d_J)."""
         self._check_fitted()
         return self.compression_.U.detach().cpu().numpy().copy()
 
@@ -986,12 +1001,14 @@ def load_model(path: str | os.PathLike, device: str | torch.device | None = None
             params["init"] = "elements"
         params["hypers"] = json.loads(state["hypers"])
         params.setdefault("center_resolved", False)  # files written before the option
+        params.setdefault("radially_resolved", False)
         model = AlchemicalKRR(**params, device=device)
         u = state["U"]
         model._columns_cache = None
         model.compression_ = AlchemicalCompression(
-            state["species"], u.shape[1], u, center_resolved=model.center_resolved
-        )
+            state["species"], u.shape[-1], u, center_resolved=model.center_resolved,
+            radial_shapes=model._radial_shapes(),
+        )  # fmt: skip
         model.compression_.to(model._device)
         model.weights_ = state["weights"].to(model._device)
         model.regularizer_ = float(state["regularizer"])

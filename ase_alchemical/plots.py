@@ -134,6 +134,11 @@ def plot_periodic_table(model_or_u, species=None, component: int | str = 0, ax=N
 
 def _u_and_species(model_or_u, species):
     if hasattr(model_or_u, "compression_"):
+        if model_or_u.U.ndim == 3:
+            raise ValueError(
+                "this model's U is radially resolved (one U per radial function): plot one "
+                "radial channel with model.U[n] and species=model.species"
+            )
         return model_or_u.U, list(model_or_u.species)
     if species is None:
         raise ValueError("pass species= (atomic numbers of the rows) with an array U")

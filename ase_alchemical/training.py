@@ -25,10 +25,18 @@ from .datasets import (
 from .features import PairSpectrum
 from .model import AlchemicalKRR
 
-__all__ = ["evaluate_on_test_split", "refit_elpasolite_model", "train_elpasolite_model"]
+__all__ = [
+    "evaluate_on_test_split",
+    "refit_elpasolite_model",
+    "regularizer_scan",
+    "train_elpasolite_model",
+]
 
 #: Size of the fixed held-out test split used for every reported number.
 DEFAULT_N_TEST = 1000
+
+#: Factors of the learned regulariser tried for the final solve (``choose_regularizer``).
+REGULARIZER_FACTORS = (3.0, 1.0, 0.5, 0.3, 0.2, 0.1, 0.03)
 
 
 def _sha256(path: Path) -> str:
@@ -45,6 +53,7 @@ def train_elpasolite_model(
     frames: list | None = None,
     refit_on_opt: bool = False,
     refit_on_all: bool = False,
+    choose_regularizer: bool = False,
     **model_params,
 ) -> tuple[AlchemicalKRR, dict]:
     """Fit an :class:`AlchemicalKRR` on the elpasolites and evaluate it on the test split.
@@ -70,6 +79,13 @@ def train_elpasolite_model(
         Once U is learned, solve the final weights on *every* crystal outside the test
         split: training, optimization and the rest the split left unused (see
         :func:`refit_elpasolite_model`). Overrides ``refit_on_opt``.
+    choose_regularizer
+        Once U is learned, choose the regulariser of the final solve: the weights are
+        solved on the training set with the learned value times each of
+        :data:`REGULARIZER_FACTORS`, and the one with the lowest MAE on the crystals the
+        split leaves in no set (neither training, optimization nor test) is kept, for
+        the refits too. The learned value suits the per-step solves on
+        ``step_train_size`` crystals; a solve on more may want less.
     **model_params
         Passed to :class:`AlchemicalKRR`.
 
@@ -88,15 +104,36 @@ def train_elpasolite_model(
     frames = load_elpasolites(data_file) if frames is None else frames
     train, opt, test = split(frames, n_train, n_opt, n_test, seed=split_seed)
     model = AlchemicalKRR(**model_params)
+    unused = []
+    if choose_regularizer:
+        non_test, n_train_all = _non_test(frames, n_opt, n_test, split_seed)
+        unused = non_test[n_train:n_train_all]  # the split nests training sets
+        if not unused:
+            raise ValueError(
+                "choose_regularizer needs crystals outside the training, optimization and "
+                f"test sets; n_train + n_opt + n_test = {n_train + n_opt + n_test} leaves none "
+                f"of the {len(frames)}"
+            )
     t0 = time.perf_counter()
-    if refit_on_opt or refit_on_all:
-        # featurize once: the same spectra serve the fit and the refit
-        rho_t, rho_o = model.pair_spectrum(train), model.pair_spectrum(opt)
-        model.fit(train, opt, train_spectrum=rho_t, opt_spectrum=rho_o)
+    scan = None
+    if refit_on_opt or refit_on_all or choose_regularizer:
+        # featurize once: the same spectra serve the fit, the scan and the refit
+        rho_t = model.pair_spectrum(train)
+        rho_o = model.pair_spectrum(opt) if opt else None
+        model.fit(train, opt or None, train_spectrum=rho_t, opt_spectrum=rho_o)
+        n_weights = n_train
+        if choose_regularizer:
+            scan = regularizer_scan(model, train, rho_t, {"val": unused})
+            best = min(scan, key=lambda row: row["val_mae"])
+            model.refit(train, spectrum=rho_t, regularizer=best["regularizer"])
+            if model.uncertainty_scale_ is not None:  # new weights: calibrate as fit did
+                energies = np.array([a.info["energy"] for a in opt], dtype=float)
+                y_o = torch.as_tensor(energies, device=rho_o.n_atoms.device) / rho_o.n_atoms
+                model._calibrate(model._project(rho_o), (y_o - model.y_mean_) / model.y_std_)
         if refit_on_all:
             everything = _refit_on_all(model, frames, n_opt, n_test, split_seed, rho_t, rho_o)
             n_weights = len(everything)
-        else:
+        elif refit_on_opt:
             model.refit(train + opt, spectrum=PairSpectrum.concatenate([rho_t, rho_o]))
             n_weights = n_train + n_opt
     else:
@@ -124,6 +161,8 @@ def train_elpasolite_model(
         "fit_time_s": fit_time,
         "test_predict_time_s": predict_time,
         "best_step": getattr(model, "best_step_", None),
+        "regularizer": model.regularizer_,
+        "regularizer_scan": scan,
         "device": _device_name(model._device),
         "package_version": __version__,
     }
@@ -131,6 +170,52 @@ def train_elpasolite_model(
     if out is not None:
         model.save(out, metadata=report)
     return model, report
+
+
+def regularizer_scan(
+    model: AlchemicalKRR,
+    train: list,
+    train_spectrum: PairSpectrum,
+    scored: dict[str, list],
+    factors=REGULARIZER_FACTORS,
+) -> list[dict]:
+    """Errors with the weights re-solved on ``train`` for each factor of the learned
+    regulariser (U and scale weights kept).
+
+    Parameters
+    ----------
+    model
+        A fitted model; left solved on ``train`` with the last factor's regulariser.
+    train, train_spectrum
+        The structures to solve on and their :meth:`AlchemicalKRR.pair_spectrum`.
+    scored
+        Named sets of structures to score, e.g. ``{"val": held_out}``.
+    factors
+        Multiples of the learned regulariser to try.
+
+    Returns
+    -------
+    list of dict
+        One row per factor: ``factor``, ``regularizer`` and ``<name>_mae`` /
+        ``<name>_rmse`` (eV/atom) for each scored set.
+    """
+    learned = model.regularizer_
+    spectra = {name: model.pair_spectrum(frames) for name, frames in scored.items()}
+    targets = {
+        name: np.array([a.info["energy"] / len(a) for a in frames])
+        for name, frames in scored.items()
+    }
+    rows = []
+    for factor in factors:
+        model.refit(train, spectrum=train_spectrum, regularizer=factor * learned)
+        row = {"factor": float(factor), "regularizer": factor * learned}
+        for name, rho in spectra.items():
+            with torch.no_grad():
+                err = model.predict_from_spectrum(rho).cpu().numpy() - targets[name]
+            row[f"{name}_mae"] = float(np.abs(err).mean())
+            row[f"{name}_rmse"] = float(np.sqrt((err**2).mean()))
+        rows.append(row)
+    return rows
 
 
 def _device_name(device: torch.device) -> str:

@@ -19,16 +19,17 @@ from __future__ import annotations
 import argparse
 import time
 
-import numpy as np
-import torch
 from _common import write_table  # benchmarks/ is on sys.path
 
 from ase_alchemical.calculator import resolve_model_path
 from ase_alchemical.datasets import load_elpasolites, split
 from ase_alchemical.model import load_model
-from ase_alchemical.training import _checked_data_file, _recorded_split
-
-FACTORS = (3.0, 1.0, 0.5, 0.3, 0.2, 0.1, 0.03)
+from ase_alchemical.training import (
+    REGULARIZER_FACTORS,
+    _checked_data_file,
+    _recorded_split,
+    regularizer_scan,
+)
 
 
 def scan(model, meta: dict, frames, factors) -> list[dict]:
@@ -38,21 +39,14 @@ def scan(model, meta: dict, frames, factors) -> list[dict]:
     train, opt, test = split(index, meta["n_train"], meta["n_opt"], meta["n_test"],
                              seed=meta["split_seed"])  # fmt: skip
     val = sorted(set(index) - set(train) - set(opt) - set(test))
-    y = np.array([a.info["energy"] / len(a) for a in frames])
     t0 = time.perf_counter()
-    rho = model.pair_spectrum(frames)
-    print(f"featurized {len(frames)} crystals in {time.perf_counter() - t0:.0f} s", flush=True)
-    learned = model.regularizer_
-    rows = []
-    for factor in factors:
-        model.refit([frames[i] for i in train], spectrum=rho[train], regularizer=factor * learned)
-        row = {"factor": factor, "regularizer": factor * learned}
-        for name, subset in (("val", val), ("opt", opt), ("test", test)):
-            with torch.no_grad():
-                err = model.predict_from_spectrum(rho[subset]).cpu().numpy() - y[subset]
-            row[f"{name}_mae"] = float(np.abs(err).mean())
-            row[f"{name}_rmse"] = float(np.sqrt((err**2).mean()))
-        rows.append(row)
+    train = [frames[i] for i in train]
+    rho = model.pair_spectrum(train)
+    print(f"featurized {len(train)} training crystals in {time.perf_counter() - t0:.0f} s")
+    scored = {name: [frames[i] for i in subset] for name, subset in
+              (("val", val), ("opt", opt), ("test", test))}  # fmt: skip
+    rows = regularizer_scan(model, train, rho, scored, factors)
+    for row in rows:
         print("  ".join(f"{k} {v:.4g}" for k, v in row.items()), flush=True)
     return rows
 
@@ -67,7 +61,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="factors 1 and 0.3 only")
     parser.add_argument("--out", default=None, help="write the markdown table here")
     args = parser.parse_args()
-    factors = args.factors or ((1.0, 0.3) if args.quick else FACTORS)
+    factors = args.factors or ((1.0, 0.3) if args.quick else REGULARIZER_FACTORS)
     table, loaded = [], {}
     for name in args.model:
         path = resolve_model_path(name)

@@ -44,7 +44,8 @@ from ase_alchemical.training import _device_name, train_elpasolite_model
 
 #: The shipped best model's recipe; every candidate changes one or two things.
 BASE = dict(d_j=6, cutoffs=(5.0, 7.0), zeta=3, n_steps=250, step_train_size=2000,
-            max_radial=5, max_angular=4, seed=0, lr_schedule="constant")  # fmt: skip
+            max_radial=5, max_angular=4, seed=0, lr_schedule="constant",
+            radially_resolved=False)  # fmt: skip
 
 CANDIDATES = {  # grouped by hypers: the spectra of one group are computed once
     "shipped recipe (d_J 6)": {},
@@ -52,6 +53,9 @@ CANDIDATES = {  # grouped by hypers: the spectra of one group are computed once
     "seed 2 (other step subsets)": dict(seed=2),
     "d_J 4": dict(d_j=4),
     "d_J 4, 500 steps, cosine": dict(d_j=4, n_steps=500, lr_schedule="cosine"),
+    "d_J 4, 500 steps, cosine, radially resolved": dict(
+        d_j=4, n_steps=500, lr_schedule="cosine", radially_resolved=True
+    ),
     "d_J 8": dict(d_j=8),
     "d_J 10": dict(d_j=10),
     "d_J 12": dict(d_j=12),
@@ -97,7 +101,8 @@ def _model_params(cfg: dict, device: str) -> dict:
     return dict(
         d_j=cfg["d_j"], hypers=hypers[0] if len(hypers) == 1 else hypers, zeta=cfg["zeta"],
         solver="full", n_steps=cfg["n_steps"], step_train_size=cfg["step_train_size"],
-        lr_schedule=cfg["lr_schedule"], seed=cfg["seed"], device=device, progress=False,
+        lr_schedule=cfg["lr_schedule"], seed=cfg["seed"],
+        radially_resolved=cfg["radially_resolved"], device=device, progress=False,
     )  # fmt: skip
 
 

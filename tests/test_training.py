@@ -8,7 +8,11 @@ from ase_alchemical import AlchemicalKRR, load_model
 from ase_alchemical.cli import main
 from ase_alchemical.datasets import split
 from ase_alchemical.features import make_hypers
-from ase_alchemical.training import refit_elpasolite_model, train_elpasolite_model
+from ase_alchemical.training import (
+    REGULARIZER_FACTORS,
+    refit_elpasolite_model,
+    train_elpasolite_model,
+)
 
 SMALL = dict(
     d_j=2, hypers=make_hypers(cutoff=4.0, max_radial=3, max_angular=2), zeta=2, solver="full",
@@ -92,3 +96,60 @@ def test_cli_refit_solves_on_all_non_test_crystals(tmp_path, data_dir, elpasolit
     assert mae == pytest.approx(meta["test_mae_ev_per_atom"], abs=1e-4)
     assert mae != pytest.approx(load_model(trained).metadata_["test_mae_ev_per_atom"], abs=1e-6)
     assert np.isfinite(refitted.uncertainty_scale_)
+
+
+def test_choose_regularizer_on_the_crystals_in_no_set(subset, data_dir):
+    model, report = train_elpasolite_model(
+        n_train=60, n_opt=30, n_test=40, frames=subset, data=data_dir, choose_regularizer=True,
+        **SMALL,
+    )  # fmt: skip
+    scan = report["regularizer_scan"]
+    assert [row["factor"] for row in scan] == list(REGULARIZER_FACTORS)
+    best = min(scan, key=lambda row: row["val_mae"])
+    assert model.regularizer_ == report["regularizer"] == best["regularizer"]
+
+    # known answer: the same U (training is deterministic), weights solved on the
+    # training set with each regulariser, scored on the 70 crystals in no set
+    plain, _ = train_elpasolite_model(
+        n_train=60, n_opt=30, n_test=40, frames=subset, data=data_dir, **SMALL
+    )
+    torch.testing.assert_close(plain.U, model.U)
+    train, opt, test = split(subset, 60, 30, 40, seed=0)
+    unused = [a for a in subset if a.info["sites"] not in _sites(train + opt + test)]
+    assert len(unused) == 70
+    learned = plain.regularizer_
+    for row in scan:
+        plain.refit(train, regularizer=row["factor"] * learned)
+        assert row["val_mae"] == pytest.approx(plain.score(unused)["mae"], rel=1e-9)
+    plain.refit(train, regularizer=best["regularizer"])
+    torch.testing.assert_close(plain.weights_, model.weights_)
+    assert report["test_mae_ev_per_atom"] == pytest.approx(plain.score(test)["mae"], rel=1e-9)
+    # the uncertainty is calibrated on the optimization set again, for the new weights
+    assert model.uncertainty_scale_ == pytest.approx(plain.calibrate_uncertainty(opt), rel=1e-9)
+
+    with pytest.raises(ValueError, match="choose_regularizer needs crystals outside"):
+        train_elpasolite_model(
+            n_train=130, n_opt=30, n_test=40, frames=subset, data=data_dir,
+            choose_regularizer=True, **SMALL,
+        )  # fmt: skip
+
+
+def test_cli_train_passes_choose_regularizer_and_reports_it(monkeypatch, tmp_path, capsys):
+    seen = {}
+
+    def fake_train(**kwargs):
+        seen.update(kwargs)
+        scan = [{"factor": 1.0, "regularizer": 0.01, "val_mae": 0.09},
+                {"factor": 0.2, "regularizer": 0.002, "val_mae": 0.08}]  # fmt: skip
+        report = {
+            "test_mae_ev_per_atom": 0.1, "test_rmse_ev_per_atom": 0.2, "fit_time_s": 1.0,
+            "regularizer_scan": scan, "refit_on_all": False, "refit_on_opt": False,
+        }  # fmt: skip
+        return None, report
+
+    monkeypatch.setattr("ase_alchemical.training.train_elpasolite_model", fake_train)
+    assert main(["train", "--choose-regularizer", "--out", str(tmp_path / "m.pt")]) == 0
+    assert seen["choose_regularizer"] is True and seen["radially_resolved"] is False
+    assert "regulariser 0.002 (learned x 0.2; MAE 0.0800 on the crystals in no set)" in (
+        capsys.readouterr().out
+    )

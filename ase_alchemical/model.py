@@ -139,7 +139,8 @@ class AlchemicalKRR:
         Initial U: ``"elements"``, ``"random"``, ``"identity"`` or an array
         (see :class:`~ase_alchemical.compression.AlchemicalCompression`).
     seed
-        Seed for the random initialisation.
+        Seed of the random initialisation, the per-step training subsets and the random
+        projection used to pick sparse support points.
     batch_size
         Structures per featomic call.
     device

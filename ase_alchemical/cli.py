@@ -94,10 +94,7 @@ def _add_train(sub) -> None:
     p.add_argument("--gradient-flow", choices=["full", "detach"], default="full")
     p.add_argument("--normalization", choices=["normalized", "mean"], default="normalized")
     p.add_argument("--init", choices=["elements", "random"], default="elements", help="initial U")
-    p.add_argument(
-        "--seed", type=int, default=0,
-        help="seed of the random initial U and of the per-step training subsets",
-    )  # fmt: skip
+    p.add_argument("--seed", type=int, default=0, help="seed of a random U and the step subsets")
     p.add_argument(
         "--radially-resolved", action="store_true",
         help="learn one U per radial basis function (of each scale) instead of one for all",

@@ -855,18 +855,22 @@ class AlchemicalKRR:
             mean, var = self._mean_and_raw_variance(spectrum)
             self.uncertainty_scale_ = float(torch.mean((mean - y.to(mean)) ** 2 / var))
 
-    def calibrate_uncertainty(self, frames: Sequence[Atoms]) -> float:
+    def calibrate_uncertainty(
+        self, frames: Sequence[Atoms], spectrum: PairSpectrum | None = None
+    ) -> float:
         """Set the uncertainty scale from structures with ``info["energy"]``.
 
         ``fit`` does this on the optimization set; call it to recalibrate (e.g. on a
         validation set of your own). Returns the scale factor (predictive variances are
         multiplied by it, so that the mean squared error over predicted variance is 1).
+        ``spectrum``: their precomputed :meth:`pair_spectrum`.
         """
         self._check_fitted()
         frames = list(frames)
         if not frames:
             raise ValueError("calibrate_uncertainty needs at least one structure")
-        spectrum = self._project(self.pair_spectrum(frames).to(self._device))
+        spectrum = spectrum if spectrum is not None else self.pair_spectrum(frames)
+        spectrum = self._project(spectrum.to(self._device))
         y = (torch.as_tensor(_energies(frames), device=self._device) / spectrum.n_atoms
              - self.y_mean_) / self.y_std_  # fmt: skip
         self._calibrate(spectrum, y)

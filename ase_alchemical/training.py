@@ -122,16 +122,18 @@ def train_elpasolite_model(
         rho_o = model.pair_spectrum(opt) if opt else None
         model.fit(train, opt or None, train_spectrum=rho_t, opt_spectrum=rho_o)
         n_weights = n_train
+        rho_unused = None
         if choose_regularizer:
-            scan = regularizer_scan(model, train, rho_t, {"val": unused})
+            rho_unused = model.pair_spectrum(unused)  # also serves the refit on all
+            scan = regularizer_scan(model, train, rho_t, {"val": (unused, rho_unused)})
             best = min(scan, key=lambda row: row["val_mae"])
             model.refit(train, spectrum=rho_t, regularizer=best["regularizer"])
             if model.uncertainty_scale_ is not None:  # new weights: calibrate as fit did
-                energies = np.array([a.info["energy"] for a in opt], dtype=float)
-                y_o = torch.as_tensor(energies, device=rho_o.n_atoms.device) / rho_o.n_atoms
-                model._calibrate(model._project(rho_o), (y_o - model.y_mean_) / model.y_std_)
+                model.calibrate_uncertainty(opt, spectrum=rho_o)
         if refit_on_all:
-            everything = _refit_on_all(model, frames, n_opt, n_test, split_seed, rho_t, rho_o)
+            everything = _refit_on_all(
+                model, frames, n_opt, n_test, split_seed, rho_t, rho_o, rho_unused
+            )
             n_weights = len(everything)
         elif refit_on_opt:
             model.refit(train + opt, spectrum=PairSpectrum.concatenate([rho_t, rho_o]))
@@ -176,7 +178,7 @@ def regularizer_scan(
     model: AlchemicalKRR,
     train: list,
     train_spectrum: PairSpectrum,
-    scored: dict[str, list],
+    scored: dict[str, list | tuple[list, PairSpectrum]],
     factors=REGULARIZER_FACTORS,
 ) -> list[dict]:
     """Errors with the weights re-solved on ``train`` for each factor of the learned
@@ -189,7 +191,8 @@ def regularizer_scan(
     train, train_spectrum
         The structures to solve on and their :meth:`AlchemicalKRR.pair_spectrum`.
     scored
-        Named sets of structures to score, e.g. ``{"val": held_out}``.
+        Named sets of structures to score, e.g. ``{"val": held_out}``, each optionally
+        with its precomputed spectrum: ``{"val": (held_out, spectrum)}``.
     factors
         Multiples of the learned regulariser to try.
 
@@ -200,11 +203,11 @@ def regularizer_scan(
         ``<name>_rmse`` (eV/atom) for each scored set.
     """
     learned = model.regularizer_
-    spectra = {name: model.pair_spectrum(frames) for name, frames in scored.items()}
-    targets = {
-        name: np.array([a.info["energy"] / len(a) for a in frames])
-        for name, frames in scored.items()
-    }
+    spectra, targets = {}, {}
+    for name, entry in scored.items():
+        frames, rho = entry if isinstance(entry, tuple) else (entry, None)
+        spectra[name] = rho if rho is not None else model.pair_spectrum(frames)
+        targets[name] = np.array([a.info["energy"] / len(a) for a in frames])
     rows = []
     for factor in factors:
         model.refit(train, spectrum=train_spectrum, regularizer=factor * learned)
@@ -255,14 +258,18 @@ def _non_test(frames: list, n_opt: int, n_test: int, split_seed: int) -> tuple[l
     return train_all + opt, len(train_all)
 
 
-def _refit_on_all(model, frames, n_opt, n_test, split_seed, rho_train=None, rho_opt=None):
-    """Refit ``model`` on every non-test crystal; reuses the training and optimization
-    spectra when given (only the unused rest is featurized)."""
+def _refit_on_all(
+    model, frames, n_opt, n_test, split_seed, rho_train=None, rho_opt=None, rho_rest=None
+):
+    """Refit ``model`` on every non-test crystal; reuses the training, optimization (and
+    unused rest) spectra when given, featurizing only what is missing."""
     everything, n_train_all = _non_test(frames, n_opt, n_test, split_seed)
     spectrum = None
     if rho_train is not None and rho_opt is not None:
         rest = everything[len(rho_train) : n_train_all]
-        parts = [rho_train] + ([model.pair_spectrum(rest)] if rest else []) + [rho_opt]
+        if rest and rho_rest is None:
+            rho_rest = model.pair_spectrum(rest)
+        parts = [rho_train] + ([rho_rest] if rest else []) + [rho_opt]
         spectrum = PairSpectrum.concatenate(parts)
     model.refit(everything, spectrum=spectrum)
     return everything

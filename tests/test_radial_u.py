@@ -8,6 +8,7 @@ from ase_alchemical import AlchemicalCalculator, AlchemicalKRR, load_model
 from ase_alchemical.compression import AlchemicalCompression
 from ase_alchemical.datasets import build_elpasolite
 from ase_alchemical.features import basis_shapes, compute_pair_spectrum, make_hypers
+from ase_alchemical.plots import plot_periodic_table
 
 NEAR = make_hypers(cutoff=3.5, max_radial=3, max_angular=2)
 FAR = make_hypers(cutoff=6.0, max_radial=3, max_angular=1)
@@ -70,7 +71,12 @@ def test_radial_init_and_errors():
         AlchemicalCompression(SPECIES, 2, radial_shapes=[(3, 4)], center_resolved=True)
     with pytest.raises(ValueError, match="cannot be combined with center_resolved or basis"):
         AlchemicalKRR(radially_resolved=True, basis_components=10).fit([], [])
-    spectrum = compute_pair_spectrum([build_elpasolite("Li", "Na", "K", "F")], FAR)
+    with pytest.raises(ValueError, match=r"radial_shapes must be positive \(L, N\) pairs"):
+        AlchemicalCompression(SPECIES, 2, u, radial_shapes=[(3, 0)])
+    crystal = [build_elpasolite("Li", "Na", "K", "F")]
+    with pytest.raises(ValueError, match="needs a spectrum summed over centres"):
+        comp(compute_pair_spectrum(crystal, NEAR, center_resolved=True))
+    spectrum = compute_pair_spectrum(crystal, FAR)
     with pytest.raises(ValueError, match=r"\(L, N\) = \(2, 4\) does not match the radial shapes"):
         comp(spectrum)
 
@@ -96,6 +102,8 @@ def test_radially_resolved_model_learns_saves_and_gives_forces(radial_model, tmp
     atoms = build_elpasolite("Li", "Na", "K", "Cl")
     atoms.rattle(0.05, seed=1)
     np.testing.assert_allclose(loaded.predict([atoms]), radial_model.predict([atoms]), rtol=1e-12)
+    with pytest.raises(ValueError, match=r"radially resolved .* model.U\[n\]"):
+        plot_periodic_table(loaded)
     calc = AlchemicalCalculator(loaded, device="cpu")
     atoms.calc = calc
     forces = atoms.get_forces()

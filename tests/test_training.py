@@ -127,6 +127,16 @@ def test_choose_regularizer_on_the_crystals_in_no_set(subset, data_dir):
     # the uncertainty is calibrated on the optimization set again, for the new weights
     assert model.uncertainty_scale_ == pytest.approx(plain.calibrate_uncertainty(opt), rel=1e-9)
 
+    # with a refit on all non-test crystals the chosen value is kept (and the unused
+    # crystals' spectra are reused): the same as refitting the chosen model afterwards
+    both, both_report = train_elpasolite_model(
+        n_train=60, n_opt=30, n_test=40, frames=subset, data=data_dir, choose_regularizer=True,
+        refit_on_all=True, **SMALL,
+    )  # fmt: skip
+    refitted, _ = refit_elpasolite_model(model, data=data_dir, frames=subset)
+    assert both_report["n_weights"] == 160 and both.regularizer_ == best["regularizer"]
+    torch.testing.assert_close(both.weights_, refitted.weights_)
+
     with pytest.raises(ValueError, match="choose_regularizer needs crystals outside"):
         train_elpasolite_model(
             n_train=130, n_opt=30, n_test=40, frames=subset, data=data_dir,

@@ -408,6 +408,7 @@ class AlchemicalKRR:
         train = list(train)
         y_train_total = _energies(train)
         rho_t = train_spectrum if train_spectrum is not None else self.pair_spectrum(train)
+        rho_t = rho_t.to(self._device)  # a precomputed spectrum may be on another device
         n_t = rho_t.n_atoms.to(torch.float64)
         y_t_atom = torch.as_tensor(y_train_total, device=self._device) / n_t
         self.y_mean_ = float(y_t_atom.mean())
@@ -419,6 +420,7 @@ class AlchemicalKRR:
         if optimize:
             opt = list(opt)
             rho_o = opt_spectrum if opt_spectrum is not None else self.pair_spectrum(opt)
+            rho_o = rho_o.to(self._device)
             species = sorted(
                 set(species) | {int(z) for z in rho_o.numbers.unique().tolist() if z > 0}
             )

@@ -30,6 +30,7 @@ on an H100 against 37 min on 2 CPU cores); ``--quick`` runs a small version anyw
 from __future__ import annotations
 
 import argparse
+import re
 import time
 
 import numpy as np
@@ -87,6 +88,23 @@ DEFAULT_RUN = [
 ]  # fmt: skip
 
 
+def _recipe(d_j: int, radially_resolved: bool = False, seed: int = 0) -> str:
+    """Name of the best recipe (500 cosine steps) at ``d_j``, registered as a candidate."""
+    name = f"d_J {d_j}, 500 steps, cosine"
+    name += ", radially resolved" * radially_resolved + f", seed {seed}" * bool(seed)
+    CANDIDATES.setdefault(name, dict(d_j=d_j, n_steps=500, lr_schedule="cosine",
+                                     radially_resolved=radially_resolved, seed=seed))  # fmt: skip
+    return name
+
+
+#: Run 4 (``--seeds-run``): three seeds of the best recipe and of d_J 4, each with one U
+#: and with a radially resolved U.
+SEEDS_RUN = [_recipe(d, r, s) for d in (10, 4) for r in (False, True) for s in (0, 1, 2)]
+#: Run 5 (``--dj-scan``): the best recipe at the other d_J, three seeds each (with run 4,
+#: d_J 1 to 12 at full size).
+DJ_SCAN_RUN = [_recipe(d, False, s) for d in (1, 2, 3, 6, 8, 12) for s in (0, 1, 2)]
+
+
 def _config(name: str, n_train: int, steps: int | None) -> dict:
     """A candidate's settings: the base recipe, its changes, and the run's sizes."""
     cfg = {**BASE, **CANDIDATES[name]}
@@ -112,6 +130,8 @@ def main() -> None:
     parser.add_argument("--device", default=None, help="torch device (default: CUDA if present)")
     parser.add_argument("--only", nargs="+", choices=list(CANDIDATES), help="run only these")
     parser.add_argument("--all", action="store_true", help="every candidate (default: run 2's)")
+    parser.add_argument("--seeds-run", action="store_true", help="run 4's candidates (3 seeds)")
+    parser.add_argument("--dj-scan", action="store_true", help="run 5's candidates (d_J 1-12)")
     parser.add_argument("--quick", action="store_true", help="1,000 / 500 crystals, 20 steps")
     parser.add_argument("--out", default=None, help="write the markdown table here")
     parser.add_argument(
@@ -133,7 +153,15 @@ def main() -> None:
     non_test = sorted(set(index) - set(test))
     val = sorted(set(non_test) - set(train) - set(opt))  # in no set: a clean validation set
     y = np.array([a.info["energy"] / len(a) for a in frames])
-    names = args.only or (list(CANDIDATES) if args.all else DEFAULT_RUN)
+    names = args.only or (
+        list(CANDIDATES)
+        if args.all
+        else SEEDS_RUN
+        if args.seeds_run
+        else DJ_SCAN_RUN
+        if args.dj_scan
+        else DEFAULT_RUN
+    )
     spectra: dict = {}
     rows = []
     for name in names:
@@ -183,13 +211,38 @@ def main() -> None:
         f"{r['test_mae_all']:.4f} | {r['test_rmse_all']:.4f} | {r['fit_s']:.0f} |"
         for r in rows
     ]
-    text = "\n".join(lines) + "\n"
+    text = "\n".join(lines + _seed_summary(rows)) + "\n"
     print(text)
     if args.out:
         atomic_write(args.out, lambda tmp: tmp.write_text(text))
         print(f"wrote {args.out}")
     if args.train_best:
         _train(best["name"], args, device, frames, n_train, n_opt, steps)
+
+
+def _seed_summary(rows: list[dict]) -> list[str]:
+    """Mean and standard deviation over the seeds of each recipe run with several."""
+    groups: dict[str, list[dict]] = {}
+    for r in rows:
+        groups.setdefault(re.sub(r", seed \d+$", "", r["name"]), []).append(r)
+    groups = {k: g for k, g in groups.items() if len(g) > 1}
+    if not groups:
+        return []
+    lines = [
+        "",
+        "Over seeds (mean +- standard deviation; sample std, n - 1):",
+        "",
+        "| recipe | seeds | val MAE | opt MAE | test MAE (training set) "
+        "| test MAE (all non-test) |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for recipe, group in groups.items():
+        cells = []
+        for key in ("val_mae", "opt_mae", "test_mae", "test_mae_all"):
+            v = np.array([r[key] for r in group])
+            cells.append(f"{v.mean():.4f} +- {v.std(ddof=1):.4f}")
+        lines.append(f"| {recipe} | {len(group)} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def _train(name, args, device, frames, n_train, n_opt, steps) -> None:

@@ -48,6 +48,33 @@ def test_fit_on_cuda_learns_the_cpu_u(fitted):
     np.testing.assert_allclose(s_gpu, s_cpu, rtol=1e-3)
 
 
+def test_fit_on_cuda_takes_spectra_computed_on_the_cpu(fitted, elpasolites):
+    # the benchmarks featurize once on the CPU and fit on the GPU from those spectra
+    train, opt, test = split(elpasolites, 300, 100, 100, seed=2)
+    cpu_model = AlchemicalKRR(**_params("cpu"))
+    rho_t, rho_o = cpu_model.pair_spectrum(train), cpu_model.pair_spectrum(opt)
+    assert rho_t.values.device.type == "cpu"
+    gpu = AlchemicalKRR(**_params("cuda")).fit(train, opt, rho_t, rho_o)
+    np.testing.assert_allclose(
+        gpu.predict_per_atom(test), fitted[1].predict_per_atom(test), rtol=0, atol=1e-9
+    )
+
+
+def test_radially_resolved_fit_on_cuda_learns_the_cpu_u(elpasolites):
+    train, opt, test = split(elpasolites, 300, 100, 100, seed=2)
+    models = [
+        AlchemicalKRR(**{**_params(device), "radially_resolved": True}).fit(train, opt)
+        for device in ("cpu", "cuda")
+    ]
+    u_cpu, u_gpu = (m.compression_.U.detach().cpu().numpy() for m in models)
+    assert u_gpu.shape == (4, 39, 3)  # one mixing matrix per radial function (n = 0..3)
+    assert np.abs(u_gpu[0] - u_gpu[1]).max() > 1e-3  # the channels were learned apart
+    np.testing.assert_allclose(u_gpu, u_cpu, atol=1e-4)
+    np.testing.assert_allclose(
+        models[1].predict_per_atom(test), models[0].predict_per_atom(test), atol=1e-4
+    )
+
+
 @pytest.mark.parametrize("name", ["elpasolite-dj4", "elpasolite-dj10-multiscale"])
 def test_shipped_models_on_cuda(name):
     atoms = build_elpasolite("Bi", "Na", "Cs", "Cl")

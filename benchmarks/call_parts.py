@@ -1,7 +1,8 @@
 """Where the time of one calculator call goes: each part of it timed alone.
 
-One 10-atom elpasolite (Al Na K F6), the shipped default model on the CPU; every row
-is the median of ``--repeats`` calls after a warm-up. The first three rows are whole
+One 10-atom elpasolite (Al Na K F6), the shipped default model on the CPU (or on
+``--device``: featomic always runs on the CPU, the model's torch work on the device);
+every row is the median of ``--repeats`` calls after a warm-up. The first three rows are whole
 calculator calls (a position is nudged by 1e-9 Å before each, so that ASE does not
 return a cached result); the others are their parts, in the order a call runs them.
 To compare two versions of the package, run this script in each checkout, one after
@@ -9,6 +10,7 @@ the other on a quiet machine.
 
     python benchmarks/call_parts.py
     python benchmarks/call_parts.py --model elpasolite-dj10-multiscale --repeats 100
+    python benchmarks/call_parts.py --device cuda
 """
 
 from __future__ import annotations
@@ -24,13 +26,18 @@ from ase_alchemical import features as F
 from ase_alchemical.datasets import build_elpasolite
 
 
-def median_ms(fn, repeats: int) -> float:
-    """Median wall time of ``fn()`` in ms, after one warm-up call."""
+def median_ms(fn, repeats: int, sync=lambda: None) -> float:
+    """Median wall time of ``fn()`` in ms, after one warm-up call.
+
+    ``sync`` waits for queued GPU work, so that a row times the work, not its launch.
+    """
     fn()
+    sync()
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
         fn()
+        sync()
         times.append(time.perf_counter() - t0)
     return statistics.median(times) * 1e3
 
@@ -39,9 +46,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=None, help="shipped name or file (default: default)")
     parser.add_argument("--repeats", type=int, default=300)
+    parser.add_argument("--device", default="cpu", help="torch device of the model, e.g. cuda")
     args = parser.parse_args()
-    calc = AlchemicalCalculator(args.model, device="cpu")
+    calc = AlchemicalCalculator(args.model, device=args.device)
     model = calc.model
+    device = torch.device(args.device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else lambda: None
     atoms = build_elpasolite("Al", "Na", "K", "F")
     atoms.calc = calc
     hypers = model._hypers
@@ -54,8 +64,9 @@ def main() -> None:
     raw_grad = featomic.compute(relabelled, gradients=["positions"])
     merged = F._merged_blocks(raw, k)
     offset = torch.tensor([0])
-    spectrum = F.compute_pair_spectrum([atoms], hypers)
-    x = model._features(model._project(spectrum))
+    spectrum = F.compute_pair_spectrum([atoms], hypers)  # on the CPU, as featomic's output
+    on_device = spectrum.to(device)
+    x = model._features(model._project(on_device))
 
     def call(properties):
         def run():
@@ -67,8 +78,10 @@ def main() -> None:
     def backward():
         s, geometry = F.differentiable_pair_spectrum([atoms], hypers, strain=False)
         out = model.predict_from_spectrum(s).sum()
+        sync()
         t0 = time.perf_counter()
         geometry.backward(out)
+        sync()
         return time.perf_counter() - t0
 
     scale = f" (first of {model.n_scales} scales)" if model.n_scales > 1 else ""
@@ -91,16 +104,17 @@ def main() -> None:
         "differentiable_pair_spectrum": lambda: F.differentiable_pair_spectrum(
             [atoms], hypers, strain=False
         ),
-        "compressed features from the spectrum": lambda: model._features(model._project(spectrum)),
+        "copy the spectrum to the model's device": lambda: spectrum.to(device),
+        "compressed features from the spectrum": lambda: model._features(model._project(on_device)),
         "kernel row and weights": lambda: (
             model._kernel(x, model.support_features_) @ model.weights_
         ),
     }
     n_support = len(model.support_features_)
-    print(f"torch threads: {torch.get_num_threads()}; model: d_J {model.d_j}, "
+    print(f"device: {device}; torch threads: {torch.get_num_threads()}; model: d_J {model.d_j}, "
           f"{n_support} support structures; median of {args.repeats}")  # fmt: skip
     for name, fn in rows.items():
-        print(f"{name:<48}{median_ms(fn, args.repeats):>9.2f} ms", flush=True)
+        print(f"{name:<48}{median_ms(fn, args.repeats, sync):>9.2f} ms", flush=True)
     times = [backward() for _ in range(args.repeats)]
     print(f"{'GeometryGradients.backward (forces)':<48}{statistics.median(times) * 1e3:>9.2f} ms")
 

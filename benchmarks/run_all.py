@@ -3,6 +3,8 @@
     python benchmarks/run_all.py --quick      # smoke-size runs; tables to benchmarks/results/quick/
     python benchmarks/run_all.py --full       # the committed numbers; benchmarks/results/
     python benchmarks/run_all.py --quick --only baselines screen
+    python benchmarks/run_all.py --full --device cuda --only learning_curve_gpu \
+        model_search_seeds model_search_dj_scan   # the runs meant for a GPU
 
 Each benchmark runs as its own process, one after the other (so timings do not compete);
 its printed table is saved as ``<name>.txt`` next to the markdown tables the scripts
@@ -12,10 +14,13 @@ write themselves. A failing benchmark is reported and the others still run.
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from ase_alchemical.datasets import DATA_ENV
 
 HERE = Path(__file__).resolve().parent
 
@@ -34,8 +39,28 @@ BENCHMARKS = {
     "multiscale": ("multiscale.py", ["--quick"], True),
     "refit": ("refit.py", ["--quick"], True),
     "schedule": ("schedule.py", ["--quick"], True),
-    # full size it is meant for a GPU (about 6 min on an H100; hours on 2 CPU cores)
+    # full size these are meant for a GPU (minutes on an H100; hours on 2 CPU cores)
     "model_search": ("model_search.py", ["--quick", "--only", "d_J 4", "d_J 8"], True),
+    "model_search_seeds": (
+        "model_search.py",
+        [
+            "--quick",
+            "--only",
+            "d_J 4, 500 steps, cosine",
+            "d_J 4, 500 steps, cosine, radially resolved",
+        ],
+        True,
+    ),
+    "model_search_dj_scan": (
+        "model_search.py",
+        ["--quick", "--only", "d_J 2, 500 steps, cosine", "d_J 2, 500 steps, cosine, seed 1"],
+        True,
+    ),
+    "learning_curve_gpu": (
+        "learning_curve.py",
+        ["--quick", "--d-j", "--no-plain-soap", "--best", "--n-train", "500", "--steps", "5"],
+        True,
+    ),
     "final_regularizer": ("final_regularizer.py", ["--quick"], True),
 }
 
@@ -43,6 +68,20 @@ BENCHMARKS = {
 FULL_ARGS = {
     "schedule": ["--n-train", "6000", "--steps", "250", "--seeds", "0", "1", "2"],
     "final_regularizer": ["--model", "elpasolite-dj4", "elpasolite-dj10-multiscale"],
+    "model_search_seeds": ["--seeds-run"],
+    "model_search_dj_scan": ["--dj-scan"],
+    "learning_curve_gpu": ["--d-j", "4", "2", "1", "--no-plain-soap", "--best"],
+}
+#: the scripts that take ``--device`` (passed on when given)
+DEVICE_AWARE = {
+    "learning_curve",
+    "learning_curve_gpu",
+    "calculator_speed",
+    "call_parts",
+    "screen",
+    "model_search",
+    "model_search_seeds",
+    "model_search_dj_scan",
 }
 
 
@@ -52,8 +91,17 @@ def main() -> int:
     mode.add_argument("--quick", action="store_true", help="small sizes, few steps (minutes)")
     mode.add_argument("--full", action="store_true", help="the committed sizes (hours)")
     parser.add_argument("--only", nargs="+", choices=list(BENCHMARKS), help="run only these")
-    parser.add_argument("--data", default=None, help="data file/folder (else $ASE_ALCHEMICAL_DATA)")
+    parser.add_argument(
+        "--data", default=None,
+        help="folder with elpasolites.csv, given to every benchmark as $ASE_ALCHEMICAL_DATA",
+    )  # fmt: skip
+    parser.add_argument("--device", default=None, help="torch device for the scripts that take one")
     args = parser.parse_args()
+    env = dict(os.environ)
+    if args.data:  # through the environment: not every script takes --data
+        if not Path(args.data).is_dir():
+            parser.error(f"--data must be a folder holding elpasolites.csv, got {args.data!r}")
+        env[DATA_ENV] = str(Path(args.data).resolve())
     out_dir = HERE / "results" / ("quick" if args.quick else "")
     out_dir.mkdir(parents=True, exist_ok=True)
     failed, summary = [], []
@@ -61,13 +109,13 @@ def main() -> int:
         script, quick_args, takes_out = BENCHMARKS[name]
         cmd = [sys.executable, str(HERE / script)]
         cmd += quick_args if args.quick else FULL_ARGS.get(name, [])
-        if args.data:
-            cmd += ["--data", args.data]
+        if args.device and name in DEVICE_AWARE:
+            cmd += ["--device", args.device]
         if takes_out:
             cmd += ["--out", str(out_dir / f"{name}.md")]
         print(f"=== {name}: {' '.join(cmd[1:])}", flush=True)
         t0 = time.perf_counter()
-        proc = subprocess.run(cmd, cwd=HERE, capture_output=True, text=True)
+        proc = subprocess.run(cmd, cwd=HERE, capture_output=True, text=True, env=env)
         seconds = time.perf_counter() - t0
         (out_dir / f"{name}.txt").write_text(proc.stdout)
         print(proc.stdout, end="")

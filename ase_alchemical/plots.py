@@ -134,12 +134,13 @@ def plot_periodic_table(model_or_u, species=None, component: int | str = 0, ax=N
 
 def _u_and_species(model_or_u, species):
     if hasattr(model_or_u, "compression_"):
-        if model_or_u.U.ndim == 3:
+        u = model_or_u.U  # a copy: read it once
+        if u.ndim == 3:
             raise ValueError(
                 "this model's U is radially resolved (one U per radial function): plot one "
                 "radial channel with model.U[n] and species=model.species"
             )
-        return model_or_u.U, list(model_or_u.species)
+        return u, list(model_or_u.species)
     if species is None:
         raise ValueError("pass species= (atomic numbers of the rows) with an array U")
     u = np.asarray(model_or_u)

@@ -2,18 +2,25 @@
 
 The public API is small: :class:`AlchemicalKRR` (fit / predict with uncertainties /
 save), :func:`load_model`, :class:`AlchemicalCalculator`, :func:`screen_elpasolites`, and
-the submodules :mod:`~ase_alchemical.datasets`, :mod:`~ase_alchemical.features`,
-:mod:`~ase_alchemical.compression` and :mod:`~ase_alchemical.kernels` for those who want
-the parts.
+the submodules for those who want the parts, in the order data flows through them:
+:mod:`~ase_alchemical.datasets` and :mod:`~ase_alchemical.targets` (structures and
+labels), :mod:`~ase_alchemical.hypers` and :mod:`~ase_alchemical.features` (featomic's
+expansion reduced to species-pair spectra), :mod:`~ase_alchemical.compression` (U),
+:mod:`~ase_alchemical.representation` (structure features), :mod:`~ase_alchemical.kernels`
+(kernel and solvers), :mod:`~ase_alchemical.optimize` and
+:mod:`~ase_alchemical.uncertainty`, :mod:`~ase_alchemical.model`,
+:mod:`~ase_alchemical.serialization` and :mod:`~ase_alchemical.registry` (files and
+shipped models), :mod:`~ase_alchemical.calculator` (the ASE face).
 """
 
-__version__ = "0.1.0"
-
-from .calculator import AlchemicalCalculator  # noqa: E402
-from .compression import AlchemicalCompression, UnknownElementError  # noqa: E402
-from .model import AlchemicalKRR, ModelFileError, load_model  # noqa: E402
-from .plugin import register as _register  # noqa: E402
-from .screening import screen_elpasolites  # noqa: E402
+from ._version import __version__
+from .calculator import AlchemicalCalculator
+from .compression import AlchemicalCompression, UnknownElementError
+from .devices import DeviceError
+from .model import AlchemicalKRR, load_model
+from .plugin import register as _register
+from .screening import screen_elpasolites
+from .serialization import ModelFileError
 
 _register()  # makes ase.calculators.calculator.get_calculator_class("alchemical") work
 
@@ -21,6 +28,7 @@ __all__ = [
     "AlchemicalCalculator",
     "AlchemicalCompression",
     "AlchemicalKRR",
+    "DeviceError",
     "ModelFileError",
     "UnknownElementError",
     "__version__",

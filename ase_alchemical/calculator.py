@@ -14,61 +14,34 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from importlib import resources
-from pathlib import Path
 
 import numpy as np
 import torch
 from ase import Atoms
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
+from ase.stress import full_3x3_to_voigt_6_stress
 
+from .devices import resolve_device
 from .features import check_structure
-from .model import AlchemicalKRR, load_model
+from .model import AlchemicalKRR
+from .registry import (  # noqa: F401  (model_path & co. were first importable from here)
+    DEFAULT_MODEL,
+    available_models,
+    model_path,
+    resolve_model,
+    resolve_model_path,
+)
 
-__all__ = [
-    "DEFAULT_MODEL",
-    "AlchemicalCalculator",
-    "available_models",
-    "model_path",
-    "resolve_model",
-]
+__all__ = ["AlchemicalCalculator"]
 
-#: Name of the shipped default model.
-DEFAULT_MODEL = "elpasolite-dj4"
-
-
-def available_models() -> list[str]:
-    """Names of the models shipped inside the package."""
-    folder = resources.files("ase_alchemical") / "models"
-    return sorted(p.name[:-3] for p in folder.iterdir() if p.name.endswith(".pt"))
+_DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
 
-def model_path(name: str = DEFAULT_MODEL) -> Path:
-    """Path of a shipped model, by name."""
-    path = Path(str(resources.files("ase_alchemical") / "models" / f"{name}.pt"))
-    if not path.is_file():
-        raise ValueError(f"no shipped model named {name!r}; available: {available_models()}")
-    return path
-
-
-def resolve_model_path(model: str | os.PathLike | None = None) -> Path:
-    """The file of ``None`` (the shipped default), a model file, or a shipped model's name."""
-    if model is None:
-        return model_path(DEFAULT_MODEL)
-    if Path(model).is_file():
-        return Path(model)
-    if isinstance(model, str) and not model.endswith(".pt") and os.sep not in model:
-        return model_path(model)  # a name: an unknown one is an error listing the shipped
-    raise FileNotFoundError(f"model file {model} does not exist")
-
-
-def resolve_model(model=None, device: str | torch.device | None = None) -> AlchemicalKRR:
-    """A fitted model from ``None`` (the shipped default), a shipped name, a file or itself."""
-    if isinstance(model, AlchemicalKRR):
-        return model
-    if model is None or isinstance(model, (str, os.PathLike)):
-        return load_model(resolve_model_path(model), device=device)
-    raise TypeError(f"model must be None, a name, a path or an AlchemicalKRR, not {type(model)}")
+def _dtype_name(dtype: torch.dtype | str) -> str:
+    for name, value in _DTYPES.items():
+        if dtype in (name, value):
+            return name
+    raise ValueError(f"dtype must be one of {list(_DTYPES)} or their torch dtypes, got {dtype}")
 
 
 class AlchemicalCalculator(Calculator):
@@ -80,11 +53,13 @@ class AlchemicalCalculator(Calculator):
         ``None`` (the shipped default), a shipped model's name, a model file path, or a
         fitted :class:`~ase_alchemical.model.AlchemicalKRR`.
     device
-        Torch device; ``None`` picks CUDA when available, else CPU.
+        Torch device; ``None`` picks CUDA when available, else CPU
+        (:func:`~ase_alchemical.devices.resolve_device`).
     dtype
-        Floating dtype of U, the support features and the kernel (float64 default;
-        float32 trades precision for speed on GPUs: the KRR weights amplify the kernel's
-        rounding, to up to 5e-4 eV/atom for the shipped model over 200 crystals).
+        Floating dtype of U, the support features and the kernel, ``"float64"`` (default)
+        or ``"float32"`` (or the torch dtypes): float32 trades precision for speed on
+        GPUs (the KRR weights amplify the kernel's rounding, to up to 5e-4 eV/atom for
+        the shipped model over 200 crystals).
     uncertainty
         Also put ``"energy_uncertainty"`` (the calibrated predictive standard deviation
         of the energy, eV; see :meth:`AlchemicalKRR.predict_per_atom`) in ``results`` at
@@ -93,27 +68,74 @@ class AlchemicalCalculator(Calculator):
         Cholesky factor of the support kernel (seconds for thousands of support points).
     **kwargs
         Passed to :class:`ase.calculators.calculator.Calculator` (e.g. ``label``).
+
+    Notes
+    -----
+    ``calc.parameters`` (and ``calc.todict()``) hold the options as resolved: the model's
+    name or file (``"in-memory"`` for a model object), the device and the dtype name.
+    The shipped models are *structure* kernels: they define no per-atom energies, so
+    ``get_potential_energies`` raises :class:`PropertyNotImplementedError`.
     """
 
     implemented_properties = ["energy", "free_energy", "forces", "stress", "energy_uncertainty"]
+    default_parameters = {"model": None, "device": None, "dtype": "float64", "uncertainty": False}
     name = "alchemical"
 
     def __init__(
         self,
         model=None,
         device: str | torch.device | None = None,
-        dtype: torch.dtype = torch.float64,
+        dtype: torch.dtype | str = torch.float64,
         uncertainty: bool = False,
         **kwargs,
     ) -> None:
-        super().__init__(**kwargs)
-        self.uncertainty = bool(uncertainty)
-        if device is None:
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.device = torch.device(device)
-        self.model = resolve_model(model, self.device)
-        if self.model._device != self.device or self.model.weights_.dtype != dtype:
-            self.model = self.model.to(self.device, dtype)
+        self.model: AlchemicalKRR | None = None
+        super().__init__(model=model, device=device, dtype=dtype, uncertainty=uncertainty,
+                         **kwargs)  # fmt: skip
+
+    def set(self, **kwargs) -> dict:
+        """Set parameters; a new model, device or dtype (re)loads the model."""
+        model = kwargs.pop("model", self.parameters.get("model"))
+        if "dtype" in kwargs:
+            kwargs["dtype"] = _dtype_name(kwargs["dtype"])
+        if "device" in kwargs:
+            kwargs["device"] = str(resolve_device(kwargs["device"]))
+        if "uncertainty" in kwargs:
+            kwargs["uncertainty"] = bool(kwargs["uncertainty"])
+        changed = super().set(**kwargs)
+        reload = self.model is None or "device" in changed or "dtype" in changed
+        if isinstance(model, AlchemicalKRR) or model != self.parameters.get("model"):
+            reload = True
+        if reload:
+            self._load(model)
+            self.reset()
+        return changed
+
+    def _load(self, model) -> None:
+        device = torch.device(self.parameters["device"])
+        dtype = _DTYPES[self.parameters["dtype"]]
+        if isinstance(model, AlchemicalKRR):
+            label = "in-memory"
+        elif model == "in-memory" and self.model is not None:
+            model, label = self.model, "in-memory"
+        else:
+            path = resolve_model_path(model)
+            label = DEFAULT_MODEL if model is None else os.fspath(model)
+            model = resolve_model(path, device)
+        if model.torch_device != device or model.state_.weights.dtype != dtype:
+            model = model.to(device, dtype)
+        self.model = model
+        self.parameters["model"] = label
+
+    @property
+    def uncertainty(self) -> bool:
+        """Whether every calculation also computes ``energy_uncertainty``."""
+        return bool(self.parameters["uncertainty"])
+
+    @property
+    def device(self) -> torch.device:
+        """The torch device of the model."""
+        return torch.device(self.parameters["device"])
 
     @property
     def elements(self) -> list[str]:
@@ -152,8 +174,9 @@ class AlchemicalCalculator(Calculator):
             energy = float(energies[0])
             self.results = {"energy": energy, "free_energy": energy, "forces": -gradients[0]}
             if want_stress:
-                virial = 0.5 * (virials[0] + virials[0].T) / atoms.get_volume()
-                self.results["stress"] = virial.flat[[0, 4, 8, 5, 2, 1]]
+                self.results["stress"] = full_3x3_to_voigt_6_stress(
+                    virials[0] / atoms.get_volume()
+                )
             stds = self.model.predict([atoms], return_std=True)[1] if want_std else None
         if stds is not None:
             self.results["energy_uncertainty"] = float(stds[0])

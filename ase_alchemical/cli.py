@@ -10,8 +10,8 @@ import json
 import sys
 from collections.abc import Sequence
 
-from . import __version__
 from ._io import atomic_write
+from ._version import __version__
 
 _DESCRIPTION = """\
 Alchemical-compression SOAP kernel models for ASE.
@@ -39,7 +39,7 @@ _UNCERTAINTY_HELP = (
 
 
 def _add_train(sub) -> None:
-    from .features import DEFAULT_HYPERS
+    from .hypers import DEFAULT_HYPERS
 
     basis = DEFAULT_HYPERS["basis"]
     scaling = DEFAULT_HYPERS["density"].get("scaling")
@@ -139,14 +139,13 @@ def _scaling(text: str) -> dict | None:
 
 
 def _cmd_train(args) -> int:
-    from .features import make_hypers
+    from .hypers import multiscale_hypers
     from .training import train_elpasolite_model
 
-    scaling = _scaling(args.radial_scaling)
-    hypers = [
-        make_hypers(c, args.max_radial, args.max_angular, scaling=scaling) for c in args.cutoff
-    ]
-    hypers = hypers[0] if len(hypers) == 1 else hypers
+    hypers = multiscale_hypers(
+        args.cutoff, max_radial=args.max_radial, max_angular=args.max_angular,
+        scaling=_scaling(args.radial_scaling),
+    )  # fmt: skip
     _, report = train_elpasolite_model(
         n_train=args.n_train, n_opt=args.n_opt, n_test=args.n_test,
         split_seed=args.split_seed, data=args.data, out=args.out,
@@ -207,12 +206,11 @@ def _cmd_evaluate(args) -> int:
 
 
 def _cmd_predict(args) -> int:
-    import ase.io
-
+    from .datasets import read_frames
     from .model import load_model
 
     model = load_model(args.model, device=args.device)
-    frames = ase.io.read(args.structures, index=":")
+    frames = read_frames(args.structures)
     if args.uncertainty:
         energies, stds = model.predict(frames, return_std=True)
     else:
@@ -244,14 +242,12 @@ def _write_energies(frames, energies, out, max_forces=None, stds=None) -> None:
 
 
 def _cmd_energy(args) -> int:
-    import ase.io
-
     from .calculator import AlchemicalCalculator
-    from .datasets import build_elpasolite
+    from .datasets import build_elpasolite, read_frames
 
     frames = []
     for path in args.structures:
-        frames += ase.io.read(path, index=":")
+        frames += read_frames(path)
     for sites in args.elpasolite or []:
         parts = sites.split(",")
         if len(parts) != 4:
@@ -275,13 +271,10 @@ def _cmd_energy(args) -> int:
 
 
 def _cmd_screen(args) -> int:
-    import torch
-
-    from .calculator import resolve_model
+    from .registry import resolve_model
     from .screening import screen_elpasolites
 
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    model = resolve_model(args.model, device)
+    model = resolve_model(args.model, args.device)
     elements = args.elements.split(",") if args.elements else None
     result = screen_elpasolites(
         model, args.out, elements, uncertainty=not args.no_uncertainty,
@@ -306,8 +299,8 @@ def _cmd_screen(args) -> int:
 
 
 def _cmd_info(args) -> int:
-    from .calculator import resolve_model_path
-    from .model import model_file_info
+    from .registry import resolve_model_path
+    from .serialization import model_file_info
 
     print(json.dumps(model_file_info(resolve_model_path(args.model)), indent=2))
     return 0

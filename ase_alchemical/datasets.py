@@ -39,6 +39,8 @@ __all__ = [
     "fetch_elpasolites",
     "load_elpasolite_table",
     "load_elpasolites",
+    "StructureFileError",
+    "read_frames",
     "read_structures",
     "split",
 ]
@@ -339,6 +341,40 @@ def load_elpasolites(
     return frames
 
 
+class StructureFileError(ValueError):
+    """A structure file that ASE cannot read (unknown format, malformed content)."""
+
+
+def read_frames(path: str | os.PathLike, index: str = ":") -> list[Atoms]:
+    """Every structure of a file :func:`ase.io.read` understands, as a list.
+
+    Raises
+    ------
+    FileNotFoundError
+        The file does not exist.
+    StructureFileError
+        ASE cannot read it: the message names the file and what ASE found wrong.
+    """
+    import ase.io
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"structure file {path} does not exist")
+    try:
+        frames = ase.io.read(path, index=index)
+    except Exception as e:  # ASE raises many types (XYZError, ValueError, KeyError, ...)
+        detail = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
+        raise StructureFileError(
+            f"{path} is not a readable structure file ({type(e).__name__}"
+            + (f": {detail}" if detail else "")
+            + "); give extended XYZ, CIF or another format ase.io.read understands"
+        ) from None
+    frames = [frames] if isinstance(frames, Atoms) else list(frames)
+    if not frames:
+        raise StructureFileError(f"{path} holds no structures")
+    return frames
+
+
 def read_structures(
     path: str | os.PathLike, energy_key: str = "energy", index: str = ":"
 ) -> list[Atoms]:
@@ -360,11 +396,7 @@ def read_structures(
     -------
     list of ase.Atoms
     """
-    import ase.io
-
-    frames = ase.io.read(path, index=index)
-    if isinstance(frames, Atoms):
-        frames = [frames]
+    frames = read_frames(path, index=index)
     out = []
     for i, atoms in enumerate(frames):
         if energy_key in atoms.info:

@@ -1,12 +1,9 @@
-"""Kernels and kernel ridge regression solves (full and sparse), all differentiable torch.
+"""Kernels and kernel ridge regression solvers (full and sparse), all differentiable torch.
 
-Structure features are the compressed power spectra summed over atoms, either normalised
-to unit length (``"normalized"``: kernel of the *average* environment, a cosine
-similarity) or divided by the number of atoms (``"mean"``: additive, un-normalised).
-The kernel is polynomial, ``K = (X Y^T)^zeta``.
-
-Multi-scale features (several cutoffs, :func:`ase_alchemical.features.scale_sizes`) are
-normalised scale by scale and compared by a weighted sum of kernels,
+The kernel between structure features (:mod:`ase_alchemical.representation`) is
+polynomial, ``K = (X Y^T)^zeta`` (:class:`PolynomialKernel`). Multi-scale features
+(several cutoffs, :func:`ase_alchemical.hypers.scale_sizes`) are normalised scale by
+scale and compared by a weighted sum of kernels,
 ``K = sum_s w_s (X_s Y_s^T)^zeta`` with ``w_s >= 0, sum_s w_s = 1`` (so a normalised
 kernel still has unit diagonal and the relative regulariser keeps its meaning).
 
@@ -16,14 +13,24 @@ them (``torch.cholesky_solve`` is differentiable).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 import numpy as np
 import torch
 
+# structure features live in .representation; re-exported here, where they were first
+from .representation import NORMALIZATIONS, scale_widths, structure_features
+
 __all__ = [
     "NORMALIZATIONS",
+    "SOLVERS",
+    "FullSolver",
+    "PolynomialKernel",
+    "SparseSolver",
     "farthest_point_sampling",
     "full_krr_weights",
     "kernel_diagonal",
+    "make_solver",
     "multiscale_kernel",
     "polynomial_kernel",
     "random_projection",
@@ -32,58 +39,8 @@ __all__ = [
     "structure_features",
 ]
 
-NORMALIZATIONS = ("normalized", "mean")
-
-
-def _structure_features_one(
-    power_spectrum: torch.Tensor, n_atoms: torch.Tensor, normalization: str
-) -> torch.Tensor:
-    if normalization == "normalized":
-        norm = torch.linalg.vector_norm(power_spectrum, dim=1, keepdim=True)
-        return power_spectrum / norm.clamp_min(torch.finfo(power_spectrum.dtype).tiny)
-    if normalization == "mean":
-        return power_spectrum / n_atoms.to(power_spectrum).unsqueeze(1)
-    raise ValueError(f"unknown normalization {normalization!r}; use one of {NORMALIZATIONS}")
-
-
-def structure_features(
-    power_spectrum: torch.Tensor,
-    n_atoms: torch.Tensor,
-    normalization: str = "normalized",
-    scale_sizes: list[int] | None = None,
-) -> torch.Tensor:
-    """Turn summed power spectra (S, F) into structure features.
-
-    Parameters
-    ----------
-    power_spectrum
-        Power spectra summed over the atoms of each structure.
-    n_atoms
-        Number of atoms of each structure.
-    normalization
-        ``"normalized"`` (unit norm) or ``"mean"`` (divide by the number of atoms).
-    scale_sizes
-        Multi-scale spectra: the (l, n, n') block length of each scale, the fastest axis
-        of ``power_spectrum`` being their concatenation. The result holds each scale's
-        features, normalised on their own, one after the other
-        (:func:`scale_widths` gives their lengths). ``None``: one scale.
-    """
-    if scale_sizes is None or len(scale_sizes) == 1:
-        return _structure_features_one(power_spectrum, n_atoms, normalization)
-    s = power_spectrum.shape[0]
-    parts = power_spectrum.reshape(s, -1, sum(scale_sizes)).split(list(scale_sizes), dim=2)
-    return torch.cat(
-        [_structure_features_one(p.reshape(s, -1), n_atoms, normalization) for p in parts], 1
-    )
-
-
-def scale_widths(n_features: int, scale_sizes: list[int]) -> list[int]:
-    """Length of each scale's part of a structure feature vector of ``n_features``."""
-    total = sum(scale_sizes)
-    if n_features % total:
-        raise ValueError(f"{n_features} features do not split into scales {scale_sizes}")
-    return [n_features // total * size for size in scale_sizes]
-
+#: Names of the solvers (:func:`make_solver`).
+SOLVERS = ("sparse", "full")
 
 def polynomial_kernel(x: torch.Tensor, y: torch.Tensor, zeta: int = 1) -> torch.Tensor:
     """Polynomial kernel ``(x y^T)^zeta`` between two feature matrices."""
@@ -192,3 +149,122 @@ def farthest_point_sampling(
         chosen[i] = nxt
         np.minimum(dist, sq - 2 * x @ x[nxt] + sq[nxt], out=dist)
     return torch.as_tensor(chosen)
+
+
+class PolynomialKernel:
+    """``k(x, y) = sum_s w_s (x_s . y_s)^zeta`` between structure-feature rows.
+
+    Parameters
+    ----------
+    zeta
+        Exponent (a positive integer).
+    widths
+        Length of each scale's columns in a feature row (multi-scale features);
+        ``None``: one scale, all columns, no weight.
+    weights
+        Weights of the scales (``w_s >= 0``, summing to 1); only with ``widths``.
+    """
+
+    def __init__(
+        self, zeta: int, widths: Sequence[int] | None = None, weights: torch.Tensor | None = None
+    ) -> None:
+        if int(zeta) != zeta or zeta < 1:
+            raise ValueError(f"zeta must be a positive integer, got {zeta}")
+        self.zeta = int(zeta)
+        self.widths = None if widths is None or len(widths) == 1 else list(widths)
+        if self.widths is not None and (weights is None or len(weights) != len(self.widths)):
+            raise ValueError(f"a kernel over {len(self.widths)} scales needs as many weights")
+        self.weights = weights
+
+    def __repr__(self) -> str:
+        scales = "" if self.widths is None else f", widths={self.widths}"
+        return f"PolynomialKernel(zeta={self.zeta}{scales})"
+
+    def __call__(
+        self, x: torch.Tensor, y: torch.Tensor, weights: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Kernel matrix between the rows of ``x`` and ``y``; ``weights`` in place of the
+        scale weights (e.g. differentiable ones during training)."""
+        if self.widths is None:
+            return polynomial_kernel(x, y, self.zeta)
+        w = self.weights if weights is None else weights
+        return multiscale_kernel(x, y, self.zeta, self.widths, w.to(x.dtype))
+
+    def diagonal(self, x: torch.Tensor) -> torch.Tensor:
+        """``k(x_i, x_i)`` for every row, without the matrix."""
+        if self.widths is None:
+            return (x * x).sum(1) ** self.zeta
+        return kernel_diagonal(x, self.zeta, self.widths, self.weights.to(x.dtype))
+
+
+class FullSolver:
+    """Full KRR: every training structure is a support point, ``(K + lambda I) w = y``."""
+
+    name = "full"
+    #: Every structure solved on becomes a support point (a refit replaces them all).
+    all_points_are_support = True
+
+    def select_support(self, n: int, features: Callable[[], torch.Tensor], seed: int = 0):
+        """Indices of the support points among ``n`` training structures: all of them."""
+        return torch.arange(n)
+
+    def weights(
+        self,
+        kernel: PolynomialKernel,
+        x_train: torch.Tensor,
+        support: torch.Tensor,
+        y: torch.Tensor,
+        regularizer,
+        scale_weights: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Weights on the support rows of ``x_train`` (differentiable in every input)."""
+        x_sup = x_train[support]
+        return full_krr_weights(kernel(x_sup, x_sup, scale_weights), y, regularizer)
+
+    def final_weights(
+        self, kernel: PolynomialKernel, k_nm: Callable[[], torch.Tensor], x_sup, y, regularizer
+    ) -> tuple[torch.Tensor, None]:
+        """The model's weights (no Gram matrix: the variance needs only K_MM)."""
+        return full_krr_weights(kernel(x_sup, x_sup), y, regularizer), None
+
+
+class SparseSolver(FullSolver):
+    """Projected-process KRR on ``n_support`` points chosen by farthest-point sampling:
+    ``(K_MN K_NM + lambda K_MM) w = K_MN y``; scales to many thousands of structures."""
+
+    name = "sparse"
+    all_points_are_support = False
+
+    def __init__(self, n_support: int = 1500) -> None:
+        if int(n_support) < 1:
+            raise ValueError(f"n_support must be >= 1, got {n_support}")
+        self.n_support = int(n_support)
+
+    def select_support(self, n: int, features: Callable[[], torch.Tensor], seed: int = 0):
+        """Farthest-point sampling on randomly projected features (``features()``, built
+        only here, in chunks by the caller)."""
+        with torch.no_grad():
+            x0 = features()
+        return farthest_point_sampling(x0, min(self.n_support, n))
+
+    def weights(self, kernel, x_train, support, y, regularizer, scale_weights=None):
+        x_sup = x_train[support]
+        return sparse_krr_weights(
+            kernel(x_train, x_sup, scale_weights), kernel(x_sup, x_sup, scale_weights), y,
+            regularizer,
+        )  # fmt: skip
+
+    def final_weights(self, kernel, k_nm, x_sup, y, regularizer):
+        """The model's weights and ``K_MN K_NM``, which the predictive variance needs."""
+        k = k_nm()
+        weights = sparse_krr_weights(k, kernel(x_sup, x_sup), y, regularizer)
+        return weights, k.T @ k
+
+
+def make_solver(name: str, n_support: int = 1500) -> FullSolver:
+    """The solver called ``name`` (``"full"`` or ``"sparse"``, see :data:`SOLVERS`)."""
+    if name == "full":
+        return FullSolver()
+    if name == "sparse":
+        return SparseSolver(n_support)
+    raise ValueError(f"solver must be one of {SOLVERS}, got {name!r}")

@@ -11,7 +11,7 @@ Two mechanisms, both supported:
 
 from __future__ import annotations
 
-import ase_alchemical
+import sys
 
 CITATION = (
     "M. J. Willatt, F. Musil, M. Ceriotti, Phys. Chem. Chem. Phys. 20, 29661 (2018), "
@@ -27,7 +27,7 @@ else:
         CalculatorPlugin(
             "alchemical",
             citation=CITATION,
-            module=ase_alchemical,
+            module=sys.modules[__package__],  # the package; no import back up
             implementation="ase_alchemical.calculator.AlchemicalCalculator",
         )
     }

@@ -206,7 +206,7 @@ def screen_elpasolites(
     n_chunks = -(-len(combos) // chunk_size)
     if done < n_chunks:
         sites = _site_spectra(model, geometries, progress)
-    z = torch.as_tensor(numbers, device=model._device)
+    z = torch.as_tensor(numbers, device=model.torch_device)
     n_structures = 0
     bar = tqdm(
         total=len(combos), initial=min(done * chunk_size, len(combos)), desc="screening",

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import __version__
+from ._version import __version__
 from .datasets import (
     ELPASOLITE_CSV_SHA256,
     ELPASOLITE_PKL_SHA256,
@@ -24,6 +24,7 @@ from .datasets import (
 )
 from .features import PairSpectrum
 from .model import AlchemicalKRR
+from .targets import per_atom_energies
 
 __all__ = [
     "evaluate_on_test_split",
@@ -146,7 +147,7 @@ def train_elpasolite_model(
     test_spectrum = model.pair_spectrum(test)
     pred = model.predict_from_spectrum(test_spectrum).detach().cpu().numpy()
     predict_time = time.perf_counter() - t0
-    err = pred - np.array([a.info["energy"] / len(a) for a in test])
+    err = pred - per_atom_energies(test)
     report = {
         "dataset": "elpasolites (Faber et al. 2016), hard-sphere prototype geometries",
         "data_file": data_file.name,
@@ -162,13 +163,14 @@ def train_elpasolite_model(
         "test_rmse_ev_per_atom": float(np.sqrt((err**2).mean())),
         "fit_time_s": fit_time,
         "test_predict_time_s": predict_time,
-        "best_step": getattr(model, "best_step_", None),
+        "best_step": model.best_step_,
+        "optimization": model.optimization_,
         "regularizer": model.regularizer_,
         "regularizer_scan": scan,
-        "device": _device_name(model._device),
+        "device": _device_name(model.torch_device),
         "package_version": __version__,
     }
-    model.metadata_ = report
+    model.state_.metadata = report
     if out is not None:
         model.save(out, metadata=report)
     return model, report
@@ -207,7 +209,7 @@ def regularizer_scan(
     for name, entry in scored.items():
         frames, rho = entry if isinstance(entry, tuple) else (entry, None)
         spectra[name] = rho if rho is not None else model.pair_spectrum(frames)
-        targets[name] = np.array([a.info["energy"] / len(a) for a in frames])
+        targets[name] = per_atom_energies(frames)
     rows = []
     for factor in factors:
         model.refit(train, spectrum=train_spectrum, regularizer=factor * learned)
@@ -321,7 +323,7 @@ def refit_elpasolite_model(
         "refit_time_s": refit_time,
         "package_version": __version__,
     })  # fmt: skip
-    model.metadata_ = meta
+    model.state_.metadata = meta
     if out is not None:
         model.save(out, metadata=meta)
     return model, meta

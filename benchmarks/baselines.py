@@ -104,7 +104,7 @@ def _dscribe_soap(frames, hypers, species):
 def _sklearn(data, n_train, which) -> dict:
     from sklearn.kernel_ridge import KernelRidge
 
-    from ase_alchemical.features import DEFAULT_HYPERS
+    from ase_alchemical.hypers import DEFAULT_HYPERS
 
     train, opt, test = _frames(data, n_train)
     species = sorted({int(z) for s in (train, opt, test) for a in s for z in a.numbers})

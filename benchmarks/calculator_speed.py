@@ -27,7 +27,7 @@ import torch
 
 from ase_alchemical import AlchemicalCalculator
 from ase_alchemical.datasets import build_elpasolite, load_elpasolites, split
-from ase_alchemical.features import DEFAULT_HYPERS, hypers_list
+from ase_alchemical.hypers import DEFAULT_HYPERS, hypers_list
 from ase_alchemical.kernels import sparse_krr_weights
 from ase_alchemical.training import _device_name
 
@@ -119,7 +119,7 @@ def main() -> None:
     n_support = min(len(model.support_), 1500)
     baseline = None
     if not args.no_baseline:
-        baseline = PlainSoapBaseline(model.species, model._hypers).fit(train, n_support)
+        baseline = PlainSoapBaseline(model.species, model.hypers_).fit(train, n_support)
     baseline_fit = time.perf_counter() - t0
     nan = float("nan")
 
@@ -189,14 +189,14 @@ def _parts(model, atoms, repeat: int) -> dict:
     row against the support set alone."""
     import featomic
 
-    calculators = [featomic.SphericalExpansion(**h) for h in hypers_list(model._hypers)]
+    calculators = [featomic.SphericalExpansion(**h) for h in hypers_list(model.hypers_)]
 
     def expansion(gradients):
         return lambda: [c.compute(atoms, gradients=gradients) for c in calculators]
 
     x, support = model.support_features_[:1].clone(), model.support_features_
     with torch.no_grad():
-        kernel = _latency(lambda: model._kernel(x, support) @ model.weights_, repeat)
+        kernel = _latency(lambda: model.kernel_(x, support) @ model.weights_, repeat)
     n, d = model.support_features_.shape
     return {
         "featomic expansion": _latency(expansion([]), repeat) * 1e3,

@@ -54,7 +54,7 @@ def main() -> None:
     sync = torch.cuda.synchronize if device.type == "cuda" else lambda: None
     atoms = build_elpasolite("Al", "Na", "K", "F")
     atoms.calc = calc
-    hypers = model._hypers
+    hypers = model.hypers_
     first = F.hypers_list(hypers)[0]
     lmax1, n_radial = F.basis_shapes(first)[0]
     relabelled, numbers = F._relabelled([atoms])
@@ -66,7 +66,7 @@ def main() -> None:
     offset = torch.tensor([0])
     spectrum = F.compute_pair_spectrum([atoms], hypers)  # on the CPU, as featomic's output
     on_device = spectrum.to(device)
-    x = model._features(model._project(on_device))
+    x = model.features(on_device)
 
     def call(properties):
         def run():
@@ -105,9 +105,9 @@ def main() -> None:
             [atoms], hypers, strain=False
         ),
         "copy the spectrum to the model's device": lambda: spectrum.to(device),
-        "compressed features from the spectrum": lambda: model._features(model._project(on_device)),
+        "compressed features from the spectrum": lambda: model.features(on_device),
         "kernel row and weights": lambda: (
-            model._kernel(x, model.support_features_) @ model.weights_
+            model.kernel_(x, model.support_features_) @ model.weights_
         ),
     }
     n_support = len(model.support_features_)

@@ -21,9 +21,9 @@ import time
 
 from _common import write_table  # benchmarks/ is on sys.path
 
-from ase_alchemical.calculator import resolve_model_path
 from ase_alchemical.datasets import load_elpasolites, split
 from ase_alchemical.model import load_model
+from ase_alchemical.registry import resolve_model_path
 from ase_alchemical.training import (
     REGULARIZER_FACTORS,
     _checked_data_file,

@@ -16,7 +16,8 @@ from _common import fit_and_score  # benchmarks/ is on sys.path when run as a sc
 
 from ase_alchemical import AlchemicalKRR
 from ase_alchemical.datasets import load_elpasolites, split
-from ase_alchemical.features import compute_pair_spectrum, make_hypers
+from ase_alchemical.features import compute_pair_spectrum
+from ase_alchemical.hypers import make_hypers
 
 GRID = [
     dict(cutoff=5.0, max_radial=5, max_angular=4, density_width=0.3),

@@ -26,7 +26,8 @@ from _common import elapsed_s  # benchmarks/ is on sys.path
 from ase_alchemical import AlchemicalKRR, __version__
 from ase_alchemical._io import atomic_write
 from ase_alchemical.datasets import load_elpasolites, split
-from ase_alchemical.features import compute_pair_spectrum, make_hypers
+from ase_alchemical.features import compute_pair_spectrum
+from ase_alchemical.hypers import multiscale_hypers
 from ase_alchemical.training import _device_name
 
 #: Settings of every alchemical fit (besides d_J and the number of steps): the shipped
@@ -113,7 +114,7 @@ def main() -> None:
             report(f"alchemical d_J={d_j}", d_j, n_train, model, elapsed_s(t0, args.device))
 
     def best_curve() -> None:
-        hypers = [make_hypers(cutoff) for cutoff in BEST["cutoffs"]]
+        hypers = multiscale_hypers(BEST["cutoffs"])
         t0 = time.perf_counter()
         multi = compute_pair_spectrum(frames, hypers, progress=True)
         print(f"featurization of all {len(frames)} crystals at 5 + 7 A: "

@@ -45,7 +45,7 @@ from _common import elapsed_s  # benchmarks/ is on sys.path
 from ase_alchemical import AlchemicalKRR
 from ase_alchemical._io import atomic_write
 from ase_alchemical.datasets import load_elpasolites, split
-from ase_alchemical.features import make_hypers
+from ase_alchemical.hypers import multiscale_hypers
 from ase_alchemical.training import _device_name, train_elpasolite_model
 
 #: The shipped best model's recipe; every candidate changes one or two things.
@@ -120,9 +120,11 @@ def _config(name: str, n_train: int, steps: int | None) -> dict:
 
 def _model_params(cfg: dict, device: str) -> dict:
     """``AlchemicalKRR`` arguments of a candidate (the rest are the `train` defaults)."""
-    hypers = [make_hypers(c, cfg["max_radial"], cfg["max_angular"]) for c in cfg["cutoffs"]]
+    hypers = multiscale_hypers(
+        cfg["cutoffs"], max_radial=cfg["max_radial"], max_angular=cfg["max_angular"]
+    )
     return dict(
-        d_j=cfg["d_j"], hypers=hypers[0] if len(hypers) == 1 else hypers, zeta=cfg["zeta"],
+        d_j=cfg["d_j"], hypers=hypers, zeta=cfg["zeta"],
         solver="full", n_steps=cfg["n_steps"], step_train_size=cfg["step_train_size"],
         lr_schedule=cfg["lr_schedule"], seed=cfg["seed"],
         radially_resolved=cfg["radially_resolved"], device=device, progress=False,
@@ -174,7 +176,7 @@ def main() -> None:
         key = (cfg["cutoffs"], cfg["max_radial"], cfg["max_angular"])
         if key not in spectra:  # U-independent: one featurization per set of hypers
             t0 = time.perf_counter()
-            spectra = {key: model.pair_spectrum(frames).to(model._device)}  # keep one
+            spectra = {key: model.pair_spectrum(frames).to(model.torch_device)}  # keep one
             print(f"featurized {len(frames)} crystals for {key} in "
                   f"{time.perf_counter() - t0:.0f} s", flush=True)  # fmt: skip
         rho = spectra[key]

@@ -21,7 +21,8 @@ from _common import fit_and_score, study_arguments  # benchmarks/ is on sys.path
 
 from ase_alchemical import AlchemicalKRR
 from ase_alchemical.datasets import load_elpasolites, split
-from ase_alchemical.features import PairSpectrum, compute_pair_spectrum, make_hypers
+from ase_alchemical.features import PairSpectrum, compute_pair_spectrum
+from ase_alchemical.hypers import make_hypers, multiscale_hypers
 
 #: name -> (cutoffs in Å, learn the scale weights); default radial scaling everywhere
 VARIANTS = {
@@ -57,9 +58,8 @@ def main() -> None:
     rows = []
     print(f"{'variant':<34}{'opt RMSE':>10}{'test MAE':>10}{'fit s':>8}  weights")
     for name, (cs, learn) in VARIANTS.items():
-        hypers = [make_hypers(cutoff=c) for c in cs]
         model = AlchemicalKRR(
-            d_j=args.d_j, hypers=hypers[0] if len(cs) == 1 else hypers, n_steps=steps, seed=0,
+            d_j=args.d_j, hypers=multiscale_hypers(cs), n_steps=steps, seed=0,
             learn_scale_weights=learn,
         )  # fmt: skip
         stacked = [_stacked([spectra[c][i] for c in cs]) for i in range(3)]

@@ -23,7 +23,8 @@ from _common import fit_and_score, study_arguments  # benchmarks/ is on sys.path
 from ase_alchemical import AlchemicalKRR, __version__
 from ase_alchemical._io import atomic_write
 from ase_alchemical.datasets import load_elpasolites, split
-from ase_alchemical.features import compute_pair_spectrum, make_hypers
+from ase_alchemical.features import compute_pair_spectrum
+from ase_alchemical.hypers import make_hypers
 
 
 def _willatt(c: float, r0: float, m: int) -> dict:

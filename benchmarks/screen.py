@@ -46,7 +46,7 @@ def main() -> None:
     t0 = time.perf_counter()
     model = AlchemicalCalculator(args.model, device=args.device).model
     load_s = time.perf_counter() - t0
-    where = _device_name(model._device)
+    where = _device_name(model.torch_device)
     print(f"device: {where}; torch {torch.__version__}, {torch.get_num_threads()} threads")
     elements = QUICK_ELEMENTS if args.quick else list(model.compression_.symbols)
     with tempfile.TemporaryDirectory() as tmp:

@@ -12,7 +12,7 @@ from ase.units import fs
 
 from ase_alchemical import AlchemicalCalculator, AlchemicalKRR, UnknownElementError
 from ase_alchemical.datasets import build_elpasolite, split
-from ase_alchemical.features import make_hypers
+from ase_alchemical.hypers import make_hypers
 
 SMALL = make_hypers(cutoff=4.0, max_radial=3, max_angular=2)
 
@@ -214,3 +214,39 @@ def test_float32_matches_float64(model):
     # (a wrong dtype cast, a lost term) is far above it
     assert atoms.get_potential_energy() == pytest.approx(e64, abs=1e-3 * len(atoms))
     np.testing.assert_allclose(atoms.get_forces(), f64, atol=1e-2 * max(1.0, np.abs(f64).max()))
+
+
+def test_parameters_follow_the_ase_protocol(model):
+    """The options live in ``calc.parameters`` as resolved, so ``todict`` says what the
+    calculator is; a changed device or dtype reloads the model."""
+    import copy
+
+    calc = AlchemicalCalculator(copy.deepcopy(model), device="cpu", dtype="float32")
+    assert calc.todict() == {"model": "in-memory", "device": "cpu", "dtype": "float32"}
+    assert calc.parameters["uncertainty"] is False and calc.model.weights_.dtype == torch.float32
+    calc.set(dtype=torch.float64, uncertainty=True)
+    assert calc.parameters["dtype"] == "float64" and calc.model.weights_.dtype == torch.float64
+    calc = AlchemicalCalculator(model, device="cpu", uncertainty=True)
+    atoms = build_elpasolite("Al", "Na", "K", "F")
+    atoms.calc = calc
+    atoms.get_potential_energy()
+    assert calc.todict()["uncertainty"] is True and "energy_uncertainty" in calc.results
+    shipped = AlchemicalCalculator(device="cpu")
+    assert shipped.todict() == {"model": "elpasolite-dj4", "device": "cpu"}
+    with pytest.raises(ValueError, match="dtype must be one of"):
+        AlchemicalCalculator(model, dtype="float16")
+
+
+def test_per_atom_energies_are_not_defined_by_a_structure_kernel(calc):
+    atoms = build_elpasolite("Al", "Na", "K", "F")
+    atoms.calc = calc
+    with pytest.raises(PropertyNotImplementedError):
+        atoms.get_potential_energies()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_without_cuda_is_a_clear_error(model):
+    from ase_alchemical import DeviceError
+
+    with pytest.raises(DeviceError, match="device 'cuda' was asked for.*use device='cpu'"):
+        AlchemicalCalculator(model, device="cuda")

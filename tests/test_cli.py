@@ -4,6 +4,7 @@ import io
 import ase.io
 import numpy as np
 import pytest
+import torch
 
 from ase_alchemical import load_model
 from ase_alchemical.cli import main
@@ -135,3 +136,18 @@ def test_info_reads_a_file_or_a_shipped_name_without_building_the_model(
     assert "not a readable ase-alchemical model file" in capsys.readouterr().err
     assert main(["info", "nosuch"]) == 1
     assert "no shipped model named 'nosuch'" in capsys.readouterr().err
+
+
+def test_malformed_structure_file_and_missing_device_are_one_line(tmp_path, capsys):
+    bad = tmp_path / "bad.xyz"
+    bad.write_text("3\nbad comment line\nNa 0 0 0\n")
+    assert main(["energy", str(bad)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert str(bad) in err and "not a readable structure file" in err and "XYZError" in err
+    assert main(["energy", str(tmp_path / "missing.xyz")]) == 1
+    assert "does not exist" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        assert main(["energy", "--elpasolite", "Al,Na,K,F", "--device", "cuda"]) == 1
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "device 'cuda' was asked for" in err

@@ -14,7 +14,7 @@ import torch
 
 from ase_alchemical import AlchemicalCalculator, AlchemicalKRR
 from ase_alchemical.datasets import build_elpasolite, split
-from ase_alchemical.features import make_hypers
+from ase_alchemical.hypers import make_hypers
 from ase_alchemical.screening import screen_elpasolites
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")

@@ -9,8 +9,9 @@ from scipy.spatial.transform import Rotation
 
 from ase_alchemical.compression import AlchemicalCompression
 from ase_alchemical.datasets import build_elpasolite
-from ase_alchemical.features import DEFAULT_HYPERS, compute_pair_spectrum, make_hypers
-from ase_alchemical.kernels import structure_features
+from ase_alchemical.features import compute_pair_spectrum
+from ase_alchemical.hypers import DEFAULT_HYPERS, make_hypers
+from ase_alchemical.representation import structure_features
 
 
 def _identity_features(frames, species, center_resolved=False):

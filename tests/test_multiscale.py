@@ -8,8 +8,11 @@ from ase_alchemical import AlchemicalCalculator, AlchemicalKRR, load_model
 from ase_alchemical.cli import main
 from ase_alchemical.compression import AlchemicalCompression
 from ase_alchemical.datasets import build_elpasolite
-from ase_alchemical.features import compute_pair_spectrum, make_hypers, scale_sizes
-from ase_alchemical.kernels import polynomial_kernel, scale_widths, structure_features
+from ase_alchemical.features import compute_pair_spectrum
+from ase_alchemical.hypers import make_hypers, scale_sizes
+from ase_alchemical.kernels import FullSolver, PolynomialKernel, polynomial_kernel
+from ase_alchemical.optimize import joint_loss
+from ase_alchemical.representation import Representation, scale_widths, structure_features
 
 NEAR = make_hypers(cutoff=3.5, max_radial=3, max_angular=2, scaling=None)
 FAR = make_hypers(cutoff=6.0, max_radial=3, max_angular=1, scaling=None)
@@ -104,18 +107,20 @@ def test_weights_move_to_the_scale_that_carries_the_signal(fitted):
 def test_gradients_reach_the_scale_weights_exactly(frames):
     """gradcheck of the joint loss w.r.t. U *and* the scale logits, through the solve."""
     labelled = _labelled(frames[:20])
-    model = AlchemicalKRR(d_j=2, hypers=[NEAR, FAR], zeta=2, solver="full", regularizer=1e-2)
-    model.regularizer_ = 1e-2
-    model.compression_ = AlchemicalCompression(SPECIES, 2, "random", seed=0)
-    model.support_index_ = torch.arange(8)
+    compression = AlchemicalCompression(SPECIES, 2, "random", seed=0)
+    representation = Representation(compression, [NEAR, FAR])
+    kernel = PolynomialKernel(2, representation.scale_widths, torch.tensor([0.5, 0.5]))
     spectrum = compute_pair_spectrum(labelled, [NEAR, FAR])
     y = torch.tensor([a.info["energy"] / len(a) for a in labelled], dtype=torch.float64)
-    u = model.compression_.U.detach().clone().requires_grad_(True)
+    u = compression.U.detach().clone().requires_grad_(True)
     logits = torch.tensor([0.3, -0.2], dtype=torch.float64, requires_grad=True)
 
     def loss(u, logits):
         train, opt = spectrum[list(range(8))], spectrum[list(range(8, 14))]
-        return model.step_loss(u, train, y[:8], opt, y[8:14], scale_logits=logits)[0]
+        return joint_loss(
+            u, representation, kernel, FullSolver(), train, y[:8], opt, y[8:14],
+            torch.arange(8), 1e-2, torch.softmax(logits, 0),
+        ).loss  # fmt: skip
 
     assert torch.autograd.gradcheck(loss, (u, logits), eps=1e-6, atol=1e-5, rtol=1e-4)
     assert float(torch.autograd.grad(loss(u, logits), logits)[0].abs().sum()) > 0

@@ -9,7 +9,7 @@ import pytest
 from ase_alchemical import AlchemicalKRR
 from ase_alchemical.cli import main
 from ase_alchemical.datasets import build_elpasolite
-from ase_alchemical.features import make_hypers
+from ase_alchemical.hypers import make_hypers
 from ase_alchemical.screening import enumerate_elpasolites, screen_elpasolites
 
 SMALL = make_hypers(cutoff=4.0, max_radial=3, max_angular=2)

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from ase_alchemical import AlchemicalCalculator
-from ase_alchemical.calculator import DEFAULT_MODEL, available_models, model_path
 from ase_alchemical.datasets import ELPASOLITE_CSV_SHA256, ELPASOLITE_PKL_SHA256, build_elpasolite
+from ase_alchemical.registry import DEFAULT_MODEL, available_models, model_path
 from ase_alchemical.training import evaluate_on_test_split
 
 #: The most accurate shipped model (not the default: slower).
@@ -28,7 +28,7 @@ def test_default_model_is_shipped_small_and_documented(default_calc):
     assert meta["refit_on_opt"] is True  # final weights on training + optimization sets
     assert len(default_calc.model.support_) == 8000
     assert len(default_calc.elements) == 39
-    assert default_calc.model._hypers["density"]["scaling"]["type"] == "Willatt2018"
+    assert default_calc.model.hypers_["density"]["scaling"]["type"] == "Willatt2018"
     assert default_calc.model.uncertainty_scale_ > 0
 
 

@@ -7,7 +7,7 @@ import torch
 from ase_alchemical import AlchemicalKRR, load_model
 from ase_alchemical.cli import main
 from ase_alchemical.datasets import split
-from ase_alchemical.features import make_hypers
+from ase_alchemical.hypers import make_hypers
 from ase_alchemical.training import (
     REGULARIZER_FACTORS,
     refit_elpasolite_model,

@@ -9,7 +9,7 @@ import torch
 from ase_alchemical import AlchemicalCalculator, AlchemicalKRR, load_model
 from ase_alchemical.cli import main
 from ase_alchemical.datasets import build_elpasolite
-from ase_alchemical.features import make_hypers
+from ase_alchemical.hypers import make_hypers
 
 SMALL = make_hypers(cutoff=4.0, max_radial=3, max_angular=2)
 
@@ -41,7 +41,7 @@ def test_full_variance_is_the_gp_posterior(frames):
     # the textbook formula with a dense inverse
     x_s = model.support_features_
     with torch.no_grad():
-        x = model._features(model.pair_spectrum(test))
+        x = model.features(model.pair_spectrum(test))
         k_mm = (x_s @ x_s.T) ** 2
         lam = model.regularizer_ * float(k_mm.diagonal().mean())
         k_star = (x @ x_s.T) ** 2
@@ -57,7 +57,6 @@ def test_sparse_variance_matches_full_at_training_points(frames):
     sparse = _fit(frames, solver="sparse", n_support=150, n_steps=0, learn_regularizer=False)
     for m in (full, sparse):
         m.uncertainty_scale_ = 1.0
-        m._variance_cache = None
     _, s_full = full.predict_per_atom(frames[:150], return_std=True)
     _, s_sparse = sparse.predict_per_atom(frames[:150], return_std=True)
     assert np.allclose(s_full, s_sparse, rtol=1e-4)

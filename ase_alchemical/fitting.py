@@ -1,0 +1,271 @@
+"""Fitting: from labelled structures to the :class:`~ase_alchemical.state.FittedState`
+of an :class:`~ase_alchemical.model.AlchemicalKRR`.
+
+The model holds the hyperparameters and predicts; this module checks the hyperparameters
+and runs the fit: spectra -> a new compression -> support points -> the joint
+optimisation of U (:mod:`~ase_alchemical.optimize`) -> the final solve -> the
+uncertainty calibration. Functions take the estimator for its hyperparameters and
+helpers (``pair_spectrum``, ``torch_device``), never reaching into a fitted state that
+is not theirs to build.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from ase import Atoms
+
+from .compression import AlchemicalCompression
+from .features import PairSpectrum
+from .hypers import basis_shapes, hypers_list
+from .kernels import SOLVERS, FullSolver, PolynomialKernel, random_projection
+from .optimize import GRADIENT_FLOWS, LR_SCHEDULES, OptimizationResult, optimize_compression
+from .representation import NORMALIZATIONS, Representation, fit_projection
+from .state import FittedState, bare_copies
+from .targets import TargetScaler, per_atom_energies
+from .uncertainty import VarianceFactors, calibration_scale, mean_and_raw_variance
+
+__all__ = [
+    "STRUCTURES_PER_MIXING_WEIGHT",
+    "check_params",
+    "fit_state",
+    "kernel_for",
+    "new_compression",
+    "refit_state",
+]
+
+#: Optimization structures per mixing weight of U below which the optimization set is
+#: reported as small for the compression (``optimization_["small_optimization_set"]``).
+STRUCTURES_PER_MIXING_WEIGHT = 5
+
+
+def check_params(model) -> None:
+    """Raise a ``ValueError`` naming the fix for an invalid or inconsistent
+    hyperparameter of ``model`` (an :class:`~ase_alchemical.model.AlchemicalKRR`)."""
+    n_scales = len(hypers_list(model.hypers))
+    if n_scales > 1 and model.basis_components is not None:
+        raise ValueError(
+            "basis_components mixes the (l, n, n') channels of all scales; it cannot be "
+            "combined with multi-scale hypers"
+        )
+    if model.radially_resolved and (model.center_resolved or model.basis_components):
+        raise ValueError(
+            "radially_resolved needs the plain (l, n, n') channels summed over centres: "
+            "it cannot be combined with center_resolved or basis_components"
+        )
+    if model.scale_weights is not None:
+        w = np.asarray(model.scale_weights, dtype=float)
+        if w.shape != (n_scales,) or not np.all(w > 0):
+            raise ValueError(
+                f"scale_weights must be {n_scales} positive numbers (one per scale of "
+                f"hypers), got {model.scale_weights}"
+            )
+    choices = {
+        "normalization": NORMALIZATIONS, "gradient_flow": GRADIENT_FLOWS,
+        "lr_schedule": LR_SCHEDULES, "solver": SOLVERS,
+    }  # fmt: skip
+    for name, allowed in choices.items():
+        if getattr(model, name) not in allowed:
+            raise ValueError(f"{name} must be one of {allowed}, got {getattr(model, name)!r}")
+    if int(model.zeta) != model.zeta or model.zeta < 1:
+        raise ValueError(f"zeta must be a positive integer, got {model.zeta}")
+    if model.basis_components is not None and int(model.basis_components) < 1:
+        raise ValueError(f"basis_components must be >= 1 or None, got {model.basis_components}")
+    if not model.regularizer > 0:
+        raise ValueError(f"regularizer must be > 0, got {model.regularizer}")
+    if model.learn_regularizer and model.gradient_flow == "detach":
+        raise ValueError(
+            "learn_regularizer=True needs gradient_flow='full': with 'detach' no "
+            "gradient reaches the regulariser"
+        )
+    if not 0.0 <= float(model.validation_fraction) < 1.0:
+        raise ValueError(f"validation_fraction must be in [0, 1), got {model.validation_fraction}")
+    if model.patience is not None and int(model.patience) < 1:
+        raise ValueError(f"patience must be >= 1 or None, got {model.patience}")
+
+
+def new_compression(model, species: Sequence[int], d_j: int, init) -> AlchemicalCompression:
+    """A compression with ``model``'s layout (centre- or radially resolved), on its device."""
+    radial = basis_shapes(model.hypers_) if model.radially_resolved else None
+    return AlchemicalCompression(
+        species, d_j, init, model.seed, bool(model.center_resolved), radial
+    ).to(model.torch_device)
+
+
+def kernel_for(model, representation: Representation, scale_weights) -> PolynomialKernel:
+    """``model``'s kernel on the features of ``representation``."""
+    widths = representation.scale_widths if model.n_scales > 1 else None
+    return PolynomialKernel(int(model.zeta), widths, scale_weights)
+
+
+def _initial_scale_logits(model) -> torch.Tensor:
+    w = np.ones(model.n_scales) if model.scale_weights is None else model.scale_weights
+    w = np.asarray(w, dtype=float)
+    return torch.as_tensor(np.log(w / w.sum()), dtype=torch.float64, device=model.torch_device)
+
+
+def _fps_features(model, representation: Representation, spectrum: PairSpectrum):
+    """Randomly projected features (256 columns at most) for farthest-point sampling."""
+    n_feat = representation.features(spectrum[:1]).shape[1]
+    proj = random_projection(n_feat, 256, model.seed).to(model.torch_device)
+    return representation.map_chunks(spectrum, lambda x: x @ proj if n_feat > 256 else x)
+
+
+def fit_state(
+    model,
+    train: Sequence[Atoms],
+    opt: Sequence[Atoms] | None = None,
+    train_spectrum: PairSpectrum | None = None,
+    opt_spectrum: PairSpectrum | None = None,
+) -> FittedState:
+    """The fitted state of ``model``'s hyperparameters on ``train`` (weights) and
+    ``opt`` (U); see :meth:`AlchemicalKRR.fit <ase_alchemical.model.AlchemicalKRR.fit>`."""
+    check_params(model)
+    t0 = time.perf_counter()
+    device = model.torch_device
+    train = list(train)
+    y_train = torch.as_tensor(per_atom_energies(train), device=device)
+    rho_t = train_spectrum if train_spectrum is not None else model.pair_spectrum(train)
+    rho_t = rho_t.to(device)  # a precomputed spectrum may be on another device
+    targets = TargetScaler.fit(y_train)
+    y_t = targets.transform(y_train)
+    species = {int(z) for z in rho_t.numbers.unique().tolist() if z > 0}
+    optimize = opt is not None and len(opt) > 0 and model.n_steps > 0
+    if optimize:
+        opt = list(opt)
+        rho_o = opt_spectrum if opt_spectrum is not None else model.pair_spectrum(opt)
+        rho_o = rho_o.to(device)
+        species |= {int(z) for z in rho_o.numbers.unique().tolist() if z > 0}
+        y_o = targets.standardised(opt, device)
+    projection = None
+    if model.basis_components is not None:
+        projection = fit_projection(rho_t, int(model.basis_components))
+    species = sorted(species)
+    d_j = len(species) if model.d_j is None else model.d_j
+    compression = new_compression(model, species, d_j, model.init)
+    representation = Representation(compression, model.hypers_, model.normalization, projection)
+    rho_t = representation.project(rho_t)
+    solver = model.solver_
+    support = solver.select_support(
+        len(train), lambda: _fps_features(model, representation, rho_t), model.seed
+    ).to(device)
+    logits = _initial_scale_logits(model)
+    regularizer, history, best_step, summary = float(model.regularizer), [], None, {}
+    if optimize:
+        rho_o = representation.project(rho_o)
+        result, summary = _optimize(
+            model, representation, solver, (rho_t, y_t), (rho_o, y_o), support, logits,
+            targets.std,
+        )  # fmt: skip
+        regularizer = float(np.exp(result.best.log_regularizer))
+        logits, history, best_step = result.best.scale_logits, result.history, result.best.step
+    scale_weights = torch.softmax(logits, 0)
+    kernel = kernel_for(model, representation, scale_weights)
+    with torch.no_grad():
+        x_sup = representation.features(rho_t[support])
+        weights, gram = solver.final_weights(
+            kernel, lambda: representation.map_chunks(rho_t, lambda x: kernel(x, x_sup)),
+            x_sup, y_t, regularizer,
+        )  # fmt: skip
+    state = FittedState(
+        compression=compression, weights=weights,
+        support=bare_copies(train[i] for i in support.cpu().numpy()),
+        regularizer=regularizer, scale_weights=scale_weights,
+        target_mean=targets.mean, target_std=targets.std, projection=projection, gram=gram,
+        loss_history=history, best_step=best_step, optimization=summary,
+        support_features=x_sup, support_index=support,
+    )  # fmt: skip
+    if optimize:
+        state.uncertainty_scale = calibrate(state, representation, kernel, solver, rho_o, y_o)
+    state.fit_time = time.perf_counter() - t0
+    return state
+
+
+def calibrate(
+    state: FittedState,
+    representation: Representation,
+    kernel: PolynomialKernel,
+    solver: FullSolver,
+    spectrum: PairSpectrum,
+    y: torch.Tensor,
+) -> float:
+    """The uncertainty scale of ``state`` from (projected) spectra with standardised
+    targets ``y`` (:func:`~ase_alchemical.uncertainty.calibration_scale`)."""
+    factors = VarianceFactors.for_state(state, kernel, solver)
+    with torch.no_grad():
+        mean, var = mean_and_raw_variance(
+            representation, kernel, factors, state.support_features, state.weights, spectrum
+        )
+        return calibration_scale(mean, var, y)
+
+
+def _optimize(model, representation, solver, train, opt, support, logits, target_std):
+    """Adam on U (and the learned regulariser and scale weights), with the part of the
+    optimization set that ``validation_fraction`` holds out as the check set; returns
+    the optimization result and its summary for the fitted state."""
+    rho_o, y_o = opt
+    n_opt = len(rho_o)
+    n_check = 0
+    if model.validation_fraction > 0:
+        n_check = min(max(int(round(float(model.validation_fraction) * n_opt)), 1), n_opt - 1)
+    opt_part, check = opt, None
+    if n_check:
+        perm = torch.randperm(n_opt, generator=torch.Generator().manual_seed(model.seed + 1))
+        perm = perm.to(y_o.device)
+        opt_part = (rho_o[perm[n_check:]], y_o[perm[n_check:]])
+        check = (rho_o[perm[:n_check]], y_o[perm[:n_check]])
+    u = representation.compression.U
+    result: OptimizationResult = optimize_compression(
+        u, representation, kernel_for(model, representation, torch.softmax(logits, 0)),
+        solver, train, opt_part, support,
+        n_steps=int(model.n_steps), learning_rate=float(model.learning_rate),
+        lr_schedule=model.lr_schedule, regularizer=float(model.regularizer),
+        learn_regularizer=bool(model.learn_regularizer), scale_logits=logits,
+        learn_scale_weights=bool(model.learn_scale_weights) and model.n_scales > 1,
+        gradient_flow=model.gradient_flow, step_train_size=model.step_train_size,
+        check=check, patience=None if model.patience is None else int(model.patience),
+        target_std=target_std, seed=model.seed, progress=model.progress,
+    )  # fmt: skip
+    summary = {
+        "n_opt": n_opt - n_check,
+        "n_check": n_check,
+        "n_mixing_weights": int(u.numel()),
+        "n_steps_run": len(result.history),
+        "best_step": result.best.step,
+        "stopped_early": bool(result.stopped_early),
+        "small_optimization_set": n_opt < STRUCTURES_PER_MIXING_WEIGHT * u.numel(),
+    }
+    return result, summary
+
+
+def refit_state(
+    model,
+    frames: Sequence[Atoms],
+    spectrum: PairSpectrum | None = None,
+    regularizer: float | None = None,
+) -> None:
+    """Solve ``model``'s weights again on ``frames``, in its fitted state (see
+    :meth:`AlchemicalKRR.refit <ase_alchemical.model.AlchemicalKRR.refit>`)."""
+    if regularizer is not None and not regularizer > 0:
+        raise ValueError(f"regularizer must be > 0, got {regularizer}")
+    frames = list(frames)
+    state, rep, solver, device = model.state_, model.representation_, model.solver_, None
+    device = model.torch_device
+    rho = spectrum if spectrum is not None else model.pair_spectrum(frames)
+    rho = rep.project(rho.to(device))
+    y = state.targets.standardised(frames, device)
+    if regularizer is not None:
+        state.regularizer = float(regularizer)
+    with torch.no_grad():
+        if solver.all_points_are_support:
+            state.support = bare_copies(frames)
+            state.support_features = rep.features(rho)
+            state.support_index = torch.arange(len(frames), device=device)
+        x_sup, kernel = state.support_features, model.kernel_
+        state.weights, state.gram = solver.final_weights(
+            kernel, lambda: rep.map_chunks(rho, lambda x: kernel(x, x_sup)), x_sup, y,
+            state.regularizer,
+        )  # fmt: skip

@@ -1,0 +1,302 @@
+"""Joint optimisation of the compression U: the loss of one step and the Adam loop.
+
+Every step builds the training features from the current U, solves for the KRR weights
+on the training set, predicts the optimization set and takes an Adam step on U (and on
+log lambda and the scale weights, when they are learned) from the squared error there.
+With ``gradient_flow="full"`` the gradient also flows through the solve; ``"detach"``
+holds the weights and training features constant within a step.
+
+The U kept is the one of the best step. With a *check* set (a part of the optimization
+set held out of the gradient) the best step is judged there and the loop stops once it
+has not improved for ``patience`` steps: the guard against a U that fits a small
+optimization set and nothing else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from .features import PairSpectrum
+from .kernels import FullSolver, PolynomialKernel
+from .representation import Representation
+
+__all__ = [
+    "GRADIENT_FLOWS",
+    "LR_SCHEDULES",
+    "OptimizationResult",
+    "Snapshot",
+    "StepLoss",
+    "StepSubsets",
+    "joint_loss",
+    "optimize_compression",
+]
+
+GRADIENT_FLOWS = ("full", "detach")
+LR_SCHEDULES = ("constant", "cosine")
+
+
+@dataclass
+class StepLoss:
+    """One evaluation of the joint objective.
+
+    Attributes
+    ----------
+    loss
+        Mean squared (standardised) error on the optimization spectra, differentiable.
+    weights
+        The KRR weights solved in this step.
+    support_features
+        Features of the support points of this step (as the weights see them).
+    train_prediction
+        Standardised predictions of the training spectra (no gradient).
+    """
+
+    loss: torch.Tensor
+    weights: torch.Tensor
+    support_features: torch.Tensor
+    train_prediction: torch.Tensor
+
+
+def joint_loss(
+    u: torch.Tensor,
+    representation: Representation,
+    kernel: PolynomialKernel,
+    solver: FullSolver,
+    train_spectrum: PairSpectrum,
+    y_train: torch.Tensor,
+    opt_spectrum: PairSpectrum,
+    y_opt: torch.Tensor,
+    support: torch.Tensor,
+    regularizer: float | torch.Tensor,
+    scale_weights: torch.Tensor | None = None,
+    gradient_flow: str = "full",
+) -> StepLoss:
+    """The joint-training objective as a function of U, from explicit inputs.
+
+    Parameters
+    ----------
+    u
+        Compression matrix (n_species x d_J, or channels x n_species x d_J when
+        radially resolved), typically requiring gradients.
+    representation, kernel, solver
+        The feature map, the kernel and the solver of the model.
+    train_spectrum, y_train
+        (Projected) training spectra and their standardised per-atom targets.
+    opt_spectrum, y_opt
+        (Projected) optimization spectra and their standardised per-atom targets.
+    support
+        Indices of the support points in ``train_spectrum``.
+    regularizer
+        Relative regulariser (a tensor to learn it).
+    scale_weights
+        Weights of the scales of a multi-scale kernel (a tensor to learn them);
+        ``None``: the kernel's own.
+    gradient_flow
+        ``"full"`` or ``"detach"`` (see the module docstring).
+    """
+    if gradient_flow not in GRADIENT_FLOWS:
+        raise ValueError(f"gradient_flow must be one of {GRADIENT_FLOWS}, got {gradient_flow!r}")
+    x_t = representation.features(train_spectrum, u)
+    x_o = representation.features(opt_spectrum, u)
+    if gradient_flow == "detach":
+        x_t = x_t.detach()
+    weights = solver.weights(kernel, x_t, support, y_train, regularizer, scale_weights)
+    if gradient_flow == "detach":
+        weights = weights.detach()
+    x_sup = x_t[support]
+    loss = torch.mean((kernel(x_o, x_sup, scale_weights) @ weights - y_opt) ** 2)
+    with torch.no_grad():
+        train_prediction = kernel(x_t, x_sup, scale_weights) @ weights
+    return StepLoss(loss, weights, x_sup, train_prediction.detach())
+
+
+class StepSubsets:
+    """The training structures of each optimization step: a fresh random subset of
+    ``size`` per step, so that a step costs the same whatever the training-set size.
+
+    With a solver whose every training point is a support point (full KRR) the subset is
+    all support points of its step; otherwise (sparse) the fixed support points plus
+    random others. ``size=None`` or ``size >= n``: every structure, every step.
+    """
+
+    def __init__(
+        self, n: int, support: torch.Tensor, size: int | None, solver: FullSolver, seed: int
+    ) -> None:
+        self.n, self.support = n, support
+        self.active = size is not None and size < n
+        self.size = int(size) if self.active else n
+        self.all_support = solver.all_points_are_support
+        if self.active:
+            self.generator = torch.Generator().manual_seed(seed)
+            others = torch.ones(n, dtype=torch.bool, device=support.device)
+            others[support] = False
+            self.others = others.nonzero().squeeze(1)
+            self.n_extra = max(self.size - len(support), 0)
+
+    def draw(self) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """(indices of this step's structures or ``None`` for all, support indices
+        within them)."""
+        device = self.support.device
+        if not self.active:
+            return None, self.support
+        if self.all_support:
+            idx = torch.randperm(self.n, generator=self.generator)[: self.size].to(device)
+            return idx, torch.arange(len(idx), device=device)
+        pick = torch.randperm(len(self.others), generator=self.generator)[: self.n_extra]
+        idx = torch.cat([self.support, self.others[pick.to(device)]])
+        return idx, torch.arange(len(self.support), device=device)
+
+
+@dataclass
+class Snapshot:
+    """The values of the best step so far."""
+
+    loss: float
+    U: torch.Tensor
+    log_regularizer: float
+    scale_logits: torch.Tensor
+    step: int
+
+
+@dataclass
+class OptimizationResult:
+    """What :func:`optimize_compression` found.
+
+    Attributes
+    ----------
+    best
+        The snapshot of the step with the lowest judged loss (check set, else the
+        optimization loss).
+    history
+        One record per step: ``step``, ``opt_rmse``, ``train_rmse`` (eV/atom), ``loss``,
+        ``regularizer``, ``learning_rate``, with a check set ``check_rmse``, multi-scale
+        ``scale_weights``.
+    stopped_early
+        The loop ended before ``n_steps`` because the check loss stopped improving.
+    """
+
+    best: Snapshot
+    history: list[dict] = field(default_factory=list)
+    stopped_early: bool = False
+
+
+def optimize_compression(
+    u: torch.Tensor,
+    representation: Representation,
+    kernel: PolynomialKernel,
+    solver: FullSolver,
+    train: tuple[PairSpectrum, torch.Tensor],
+    opt: tuple[PairSpectrum, torch.Tensor],
+    support: torch.Tensor,
+    *,
+    n_steps: int,
+    learning_rate: float,
+    lr_schedule: str = "constant",
+    regularizer: float = 1e-3,
+    learn_regularizer: bool = True,
+    scale_logits: torch.Tensor | None = None,
+    learn_scale_weights: bool = False,
+    gradient_flow: str = "full",
+    step_train_size: int | None = None,
+    check: tuple[PairSpectrum, torch.Tensor] | None = None,
+    patience: int | None = None,
+    target_std: float = 1.0,
+    seed: int = 0,
+    progress: bool = False,
+) -> OptimizationResult:
+    """Adam on U (in place: ``u`` ends at the best step's value) and on log lambda and
+    the scale logits when learned.
+
+    Parameters
+    ----------
+    u
+        The compression's parameter tensor (a leaf requiring gradients).
+    train, opt
+        (spectra, standardised targets) of the training and optimization sets.
+    support
+        Support indices in the training spectra.
+    check
+        (spectra, standardised targets) held out of the gradient: the best step is the
+        one with the lowest loss there, and the loop stops after ``patience`` steps
+        without improvement. ``None``: judged on the optimization loss, no early stop.
+    target_std
+        Standard deviation of the targets (eV/atom), to report RMSEs in eV/atom.
+    """
+    from tqdm.auto import tqdm
+
+    if lr_schedule not in LR_SCHEDULES:
+        raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {lr_schedule!r}")
+    rho_t, y_t = train
+    rho_o, y_o = opt
+    log_reg = torch.tensor(
+        float(np.log(regularizer)), dtype=u.dtype, device=u.device,
+        requires_grad=bool(learn_regularizer),
+    )  # fmt: skip
+    if scale_logits is None:
+        scale_logits = torch.zeros(1, dtype=u.dtype, device=u.device)
+    logits = scale_logits.to(u).clone().requires_grad_(bool(learn_scale_weights))
+    params = [u] + [log_reg] * bool(learn_regularizer) + [logits] * bool(learn_scale_weights)
+    optimizer = torch.optim.Adam(params, lr=learning_rate)
+    scheduler = None
+    if lr_schedule == "cosine":
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, n_steps)
+
+    def snapshot(value: float, step: int) -> Snapshot:
+        return Snapshot(value, u.detach().clone(), float(log_reg.detach()),
+                        logits.detach().clone(), step)  # fmt: skip
+
+    result = OptimizationResult(best=snapshot(float("inf"), -1))
+    subsets = StepSubsets(len(rho_t), support, step_train_size, solver, seed)
+    multiscale = kernel.widths is not None
+    since_best = 0
+    bar = tqdm(range(n_steps), desc="optimizing U", disable=not progress)
+    for step in bar:
+        optimizer.zero_grad()
+        idx, sup_s = subsets.draw()
+        rho_s, y_s = (rho_t, y_t) if idx is None else (rho_t[idx], y_t[idx])
+        weights = torch.softmax(logits, 0) if multiscale else None
+        out = joint_loss(
+            u, representation, kernel, solver, rho_s, y_s, rho_o, y_o, sup_s,
+            torch.exp(log_reg), weights, gradient_flow,
+        )  # fmt: skip
+        value = float(out.loss.detach())
+        record = {
+            "step": step,
+            "opt_rmse": value**0.5 * target_std,
+            "train_rmse": float(torch.sqrt(torch.mean((out.train_prediction - y_s) ** 2)))
+            * target_std,
+            "loss": value,
+            "regularizer": float(torch.exp(log_reg.detach())),
+            "learning_rate": optimizer.param_groups[0]["lr"],
+        }
+        judged = value
+        if check is not None:
+            with torch.no_grad():
+                x_c = representation.features(check[0], u)
+                pred = kernel(x_c, out.support_features, weights) @ out.weights
+                judged = float(torch.mean((pred - check[1]) ** 2))
+            record["check_rmse"] = judged**0.5 * target_std
+        if multiscale:
+            record["scale_weights"] = torch.softmax(logits.detach(), 0).tolist()
+        result.history.append(record)
+        if judged < result.best.loss:
+            result.best = snapshot(judged, step)
+            since_best = 0
+        else:
+            since_best += 1
+        bar.set_postfix(opt_rmse=f"{record['opt_rmse']:.4f}")
+        if not np.isfinite(value):
+            break
+        if check is not None and patience is not None and since_best >= patience:
+            result.stopped_early = True
+            break
+        out.loss.backward()
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+    with torch.no_grad():
+        u.copy_(result.best.U)
+    return result

@@ -10,8 +10,8 @@ import json
 import sys
 from collections.abc import Sequence
 
-from ._io import atomic_write
 from ._version import __version__
+from .fileio import atomic_write
 
 _DESCRIPTION = """\
 Alchemical-compression SOAP kernel models for ASE.

@@ -38,9 +38,9 @@ import numpy as np
 import torch
 from ase.data import atomic_numbers, covalent_radii
 
-from ._io import atomic_write
 from .datasets import elpasolite_cell, elpasolite_geometry
 from .features import PairSpectrum
+from .fileio import atomic_write
 from .model import AlchemicalKRR
 
 __all__ = ["enumerate_elpasolites", "screen_elpasolites", "ScreenResult"]

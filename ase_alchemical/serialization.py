@@ -27,8 +27,8 @@ import torch
 from ase import Atoms
 from ase.data import chemical_symbols
 
-from ._io import atomic_write
 from ._version import __version__
+from .fileio import atomic_write
 
 __all__ = [
     "MODEL_FORMAT",

@@ -27,6 +27,7 @@ from .model import AlchemicalKRR
 from .targets import per_atom_energies
 
 __all__ = [
+    "device_name",
     "evaluate_on_test_split",
     "refit_elpasolite_model",
     "regularizer_scan",
@@ -167,7 +168,7 @@ def train_elpasolite_model(
         "optimization": model.optimization_,
         "regularizer": model.regularizer_,
         "regularizer_scan": scan,
-        "device": _device_name(model.torch_device),
+        "device": device_name(model.torch_device),
         "package_version": __version__,
     }
     model.state_.metadata = report
@@ -223,7 +224,7 @@ def regularizer_scan(
     return rows
 
 
-def _device_name(device: torch.device) -> str:
+def device_name(device: torch.device) -> str:
     """``cpu``, or ``cuda (<GPU name>)``: the timings in a report depend on it."""
     if device.type == "cuda":
         return f"{device} ({torch.cuda.get_device_name(device)})"

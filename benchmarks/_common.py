@@ -58,7 +58,7 @@ def study_arguments(description: str, d_j: bool = True, extra: list | None = Non
 
 def save_figure(fig, out: str) -> str:
     """Write ``fig`` as a PNG next to the markdown file ``out`` (atomically); its path."""
-    from ase_alchemical._io import atomic_write
+    from ase_alchemical.fileio import atomic_write
 
     fig.tight_layout()
     png = out.rsplit(".", 1)[0] + ".png"
@@ -94,7 +94,7 @@ def write_table(out: str, title: str, setting: str, header: list[str], rows: lis
     import platform
 
     from ase_alchemical import __version__
-    from ase_alchemical._io import atomic_write
+    from ase_alchemical.fileio import atomic_write
 
     lines = [
         f"# {title} (ase-alchemical {__version__}, {platform.machine()}, "

@@ -189,7 +189,7 @@ def _write(out: str, rows: list[dict], steps: int) -> None:
     from _common import save_figure
 
     from ase_alchemical import __version__
-    from ase_alchemical._io import atomic_write
+    from ase_alchemical.fileio import atomic_write
 
     lines = [
         f"# Baselines (ase-alchemical {__version__}, {platform.machine()}, "

@@ -29,7 +29,7 @@ from ase_alchemical import AlchemicalCalculator
 from ase_alchemical.datasets import build_elpasolite, load_elpasolites, split
 from ase_alchemical.hypers import DEFAULT_HYPERS, hypers_list
 from ase_alchemical.kernels import sparse_krr_weights
-from ase_alchemical.training import _device_name
+from ase_alchemical.training import device_name
 
 
 class PlainSoapBaseline:
@@ -163,7 +163,7 @@ def main() -> None:
         theirs = len(batch) / (time.perf_counter() - t0)
     rows.append((f"batch of {len(batch)} (structures/s)", ours, theirs))
 
-    where = _device_name(calc.device)
+    where = device_name(calc.device)
     if calc.device.type == "cuda":
         where += f", peak GPU memory {torch.cuda.max_memory_allocated(calc.device) / 2**30:.2f} GiB"
     print(f"device: {where}; torch {torch.__version__}")

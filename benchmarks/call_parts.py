@@ -57,12 +57,12 @@ def main() -> None:
     hypers = model.hypers_
     first = F.hypers_list(hypers)[0]
     lmax1, n_radial = F.basis_shapes(first)[0]
-    relabelled, numbers = F._relabelled([atoms])
+    relabelled, numbers = F.relabel_to_local_types([atoms])
     k = len(numbers[0])
-    featomic = F._calculator(first)
+    featomic = F.expansion_calculator(first)
     raw = featomic.compute(relabelled)
     raw_grad = featomic.compute(relabelled, gradients=["positions"])
-    merged = F._merged_blocks(raw, k)
+    merged = F.merged_blocks(raw, k)
     offset = torch.tensor([0])
     spectrum = F.compute_pair_spectrum([atoms], hypers)  # on the CPU, as featomic's output
     on_device = spectrum.to(device)
@@ -90,14 +90,14 @@ def main() -> None:
         "calculator: energy + forces": call(["energy", "forces"]),
         "calculator: energy + forces + stress": call(["energy", "forces", "stress"]),
         "check_structure": lambda: F.check_structure(atoms),
-        "relabel to local types": lambda: F._relabelled([atoms]),
+        "relabel to local types": lambda: F.relabel_to_local_types([atoms]),
         f"featomic compute{scale}": lambda: featomic.compute(relabelled),
         f"featomic compute, position gradients{scale}": lambda: featomic.compute(
             relabelled, gradients=["positions"]
         ),
-        f"merge blocks{scale}": lambda: F._merged_blocks(raw, k),
-        f"merge blocks with gradients{scale}": lambda: F._merged_blocks(raw_grad, k),
-        f"assemble the pair spectrum{scale}": lambda: F._pair_spectrum_from_tensormap(
+        f"merge blocks{scale}": lambda: F.merged_blocks(raw, k),
+        f"merge blocks with gradients{scale}": lambda: F.merged_blocks(raw_grad, k),
+        f"assemble the pair spectrum{scale}": lambda: F.pair_spectrum_from_tensormap(
             merged, offset, len(atoms), 1, k, lmax1, n_radial, torch.float64
         ),
         "compute_pair_spectrum (all scales)": lambda: F.compute_pair_spectrum([atoms], hypers),

@@ -26,9 +26,9 @@ import torch
 from _common import fit_and_score, save_figure, study_arguments  # on sys.path
 
 from ase_alchemical import AlchemicalKRR, __version__
-from ase_alchemical._io import atomic_write
 from ase_alchemical.datasets import GEOMETRY_RULES, build_elpasolite, load_elpasolites, split
 from ase_alchemical.features import compute_pair_spectrum
+from ase_alchemical.fileio import atomic_write
 
 #: (A, B, C, D) sites and a lattice constant (Å) measured on the real crystal.
 REAL = {"K2NaAlF6": (("Al", "Na", "K", "F"), 8.1), "Cs2NaBiCl6": (("Bi", "Na", "Cs", "Cl"), 10.8)}

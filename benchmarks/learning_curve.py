@@ -24,11 +24,11 @@ import torch
 from _common import elapsed_s  # benchmarks/ is on sys.path
 
 from ase_alchemical import AlchemicalKRR, __version__
-from ase_alchemical._io import atomic_write
 from ase_alchemical.datasets import load_elpasolites, split
 from ase_alchemical.features import compute_pair_spectrum
+from ase_alchemical.fileio import atomic_write
 from ase_alchemical.hypers import multiscale_hypers
-from ase_alchemical.training import _device_name
+from ase_alchemical.training import device_name
 
 #: Settings of every alchemical fit (besides d_J and the number of steps): the shipped
 #: model's recipe (full KRR, zeta 3, U learned on 2,000-crystal subsets per step).
@@ -78,7 +78,7 @@ def main() -> None:
     y_test = np.array([a.info["energy"] / len(a) for a in test])
     results = []
     header = f"{'model':<22}{'n_train':>8}{'MAE eV/atom':>13}{'RMSE':>9}{'fit s':>8}"
-    print(f"device: {_device_name(torch.device(args.device))}")
+    print(f"device: {device_name(torch.device(args.device))}")
     print(header)
     print("-" * len(header))
 

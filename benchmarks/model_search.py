@@ -43,10 +43,10 @@ import torch
 from _common import elapsed_s  # benchmarks/ is on sys.path
 
 from ase_alchemical import AlchemicalKRR
-from ase_alchemical._io import atomic_write
 from ase_alchemical.datasets import load_elpasolites, split
+from ase_alchemical.fileio import atomic_write
 from ase_alchemical.hypers import multiscale_hypers
-from ase_alchemical.training import _device_name, train_elpasolite_model
+from ase_alchemical.training import device_name, train_elpasolite_model
 
 #: The shipped best model's recipe; every candidate changes one or two things.
 BASE = dict(d_j=6, cutoffs=(5.0, 7.0), zeta=3, n_steps=250, step_train_size=2000,
@@ -202,7 +202,7 @@ def main() -> None:
 
     best = min(rows, key=lambda r: r[f"{args.select}_mae"])
     lines = [
-        f"Model search on {_device_name(torch.device(device))}, n_train {n_train}, "
+        f"Model search on {device_name(torch.device(device))}, n_train {n_train}, "
         f"n_opt {n_opt}, val {len(val)}, test 1,000 (split seed 0); "
         f"chosen on the {args.select} MAE",
         "",

@@ -21,9 +21,9 @@ import torch
 from _common import fit_and_score, study_arguments  # benchmarks/ is on sys.path
 
 from ase_alchemical import AlchemicalKRR, __version__
-from ase_alchemical._io import atomic_write
 from ase_alchemical.datasets import load_elpasolites, split
 from ase_alchemical.features import compute_pair_spectrum
+from ase_alchemical.fileio import atomic_write
 from ase_alchemical.hypers import make_hypers
 
 

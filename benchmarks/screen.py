@@ -24,10 +24,10 @@ import numpy as np
 import torch
 
 from ase_alchemical import AlchemicalCalculator, __version__
-from ase_alchemical._io import atomic_write
 from ase_alchemical.datasets import build_elpasolite, load_elpasolite_table
+from ase_alchemical.fileio import atomic_write
 from ase_alchemical.screening import screen_elpasolites
-from ase_alchemical.training import _device_name
+from ase_alchemical.training import device_name
 
 QUICK_ELEMENTS = ["Li", "Na", "K", "Cs", "Mg", "Ba", "Al", "Tl", "Bi", "F", "Cl", "I"]
 
@@ -46,7 +46,7 @@ def main() -> None:
     t0 = time.perf_counter()
     model = AlchemicalCalculator(args.model, device=args.device).model
     load_s = time.perf_counter() - t0
-    where = _device_name(model.torch_device)
+    where = device_name(model.torch_device)
     print(f"device: {where}; torch {torch.__version__}, {torch.get_num_threads()} threads")
     elements = QUICK_ELEMENTS if args.quick else list(model.compression_.symbols)
     with tempfile.TemporaryDirectory() as tmp:

@@ -20,7 +20,9 @@ SMALL = make_hypers(cutoff=4.0, max_radial=3, max_angular=2)
 @pytest.fixture(scope="module")
 def model(elpasolites):
     train, opt, _ = split(elpasolites, 300, 100, 100, seed=1)
-    return AlchemicalKRR(d_j=2, hypers=SMALL, n_steps=5, n_support=150).fit(train, opt)
+    return AlchemicalKRR(
+        d_j=2, hypers=SMALL, zeta=2, solver="sparse", n_steps=5, n_support=150
+    ).fit(train, opt)
 
 
 @pytest.fixture

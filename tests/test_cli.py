@@ -16,8 +16,9 @@ def trained(tmp_path_factory, data_dir):
     out = tmp_path_factory.mktemp("cli") / "model.pt"
     code = main([
         "train", "--d-j", "2", "--n-train", "300", "--n-opt", "100", "--n-test", "200",
-        "--steps", "5", "--n-support", "150", "--max-radial", "3", "--max-angular", "2",
-        "--lr-schedule", "cosine", "--data", str(data_dir), "--out", str(out), "--quiet",
+        "--steps", "5", "--zeta", "2", "--solver", "sparse", "--n-support", "150",
+        "--max-radial", "3", "--max-angular", "2", "--lr-schedule", "cosine",
+        "--data", str(data_dir), "--out", str(out), "--quiet",
     ])  # fmt: skip
     assert code == 0
     return out

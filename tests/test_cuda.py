@@ -23,7 +23,7 @@ SMALL = make_hypers(cutoff=4.0, max_radial=3, max_angular=2)
 
 
 def _params(device):
-    return dict(d_j=3, hypers=SMALL, zeta=2, n_steps=5, seed=0, device=device)
+    return dict(d_j=3, hypers=SMALL, zeta=2, solver="sparse", n_steps=5, seed=0, device=device)
 
 
 @pytest.fixture(scope="module")

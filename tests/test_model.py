@@ -107,7 +107,7 @@ def test_sparse_with_all_points_equals_full_krr():
 
 def test_real_data_small_fit_beats_the_mean(elpasolites):
     train, opt, test = split(elpasolites, 500, 200, 300, seed=0)
-    model = AlchemicalKRR(d_j=4, zeta=2, n_steps=30, n_support=300).fit(train, opt)
+    model = AlchemicalKRR(d_j=4, zeta=2, solver="sparse", n_steps=30, n_support=300).fit(train, opt)
     scores = model.score(test)
     ref = np.array([a.info["energy"] / len(a) for a in test])
     mean = np.mean([a.info["energy"] / len(a) for a in train])
@@ -126,7 +126,7 @@ def test_real_data_small_fit_beats_the_mean(elpasolites):
 def small_model(synthetic_frames):
     frames, spectrum = synthetic_frames
     _label(frames, spectrum, np.random.default_rng(7).normal(size=(6, 2)))
-    return AlchemicalKRR(d_j=2, hypers=SMALL, n_steps=3, n_support=40).fit(
+    return AlchemicalKRR(d_j=2, hypers=SMALL, zeta=2, solver="sparse", n_steps=3, n_support=40).fit(
         frames[:80], frames[80:120]
     )
 
@@ -201,7 +201,9 @@ def test_full_basis_projection_changes_nothing_and_survives_save(
         atoms.info["energy"] = float(z)
     n_channels = 3 * 4 * 4  # SMALL: l = 0..2, 4 radial functions
     # the full solver: no farthest-point sampling, whose random projection is basis-dependent
-    params = dict(d_j=2, hypers=SMALL, n_steps=3, solver="full", center_resolved=center_resolved)
+    params = dict(
+        d_j=2, hypers=SMALL, zeta=2, n_steps=3, solver="full", center_resolved=center_resolved
+    )
     plain = AlchemicalKRR(**params).fit(frames[:100], frames[100:150])
     full = AlchemicalKRR(**params, basis_components=n_channels).fit(frames[:100], frames[100:150])
     test = frames[300:320]
@@ -220,7 +222,7 @@ def test_refit_solves_the_weights_on_more_structures(synthetic_frames, solver, t
     and the target standardisation kept."""
     frames = synthetic_frames[0]
     _label(frames, synthetic_frames[1], np.random.default_rng(7).normal(size=(6, 2)))
-    model = AlchemicalKRR(d_j=2, hypers=SMALL, n_steps=3, solver=solver, n_support=40)
+    model = AlchemicalKRR(d_j=2, hypers=SMALL, zeta=2, n_steps=3, solver=solver, n_support=40)
     model.fit(frames[:80], frames[80:120])
     u, reg, scale = model.U, model.regularizer_, model.uncertainty_scale_
     sup_before = model.support_features_.clone()
@@ -256,7 +258,7 @@ def test_refit_with_another_regularizer(synthetic_frames, tmp_path):
     regulariser is saved; a non-positive one is refused."""
     frames = synthetic_frames[0]
     _label(frames, synthetic_frames[1], np.random.default_rng(7).normal(size=(6, 2)))
-    model = AlchemicalKRR(d_j=2, hypers=SMALL, n_steps=3, solver="full")
+    model = AlchemicalKRR(d_j=2, hypers=SMALL, zeta=2, n_steps=3, solver="full")
     model.fit(frames[:80], frames[80:120])
     u, reg = model.U, model.regularizer_
     test = frames[300:320]

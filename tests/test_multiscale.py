@@ -172,7 +172,8 @@ def test_cli_trains_a_multiscale_model_and_refits(data_dir, tmp_path, capsys):
     out = tmp_path / "multi.pt"
     code = main([
         "train", "--d-j", "2", "--n-train", "200", "--n-opt", "80", "--n-test", "100",
-        "--steps", "3", "--solver", "full", "--max-radial", "3", "--max-angular", "2",
+        "--steps", "3", "--solver", "full", "--zeta", "2",
+        "--max-radial", "3", "--max-angular", "2",
         "--cutoff", "3", "5", "--refit-on-opt", "--data", str(data_dir), "--out", str(out),
         "--quiet",
     ])  # fmt: skip

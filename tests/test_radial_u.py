@@ -119,7 +119,8 @@ def test_train_command_takes_the_option(data_dir, tmp_path):
     out = tmp_path / "radial.pt"
     code = main([
         "train", "--d-j", "2", "--n-train", "100", "--n-opt", "50", "--n-test", "50",
-        "--steps", "2", "--solver", "full", "--max-radial", "2", "--max-angular", "1",
+        "--steps", "2", "--solver", "full", "--zeta", "2",
+        "--max-radial", "2", "--max-angular", "1",
         "--radially-resolved", "--data", str(data_dir), "--out", str(out), "--quiet",
     ])  # fmt: skip
     assert code == 0

@@ -59,7 +59,9 @@ def test_a_version_1_model_predicts_as_the_shipped_one():
     crystals = [build_elpasolite(*s) for s in (("Al", "Na", "K", "F"), ("Bi", "Na", "Cs", "Cl"))]
     old, new = load_model(V1 / "elpasolite-dj4.pt"), load_model(model_path("elpasolite-dj4"))
     np.testing.assert_array_equal(old.predict(crystals), new.predict(crystals))
-    assert model_file_info(V1 / "elpasolite-dj4.pt") == model_file_info(model_path("elpasolite-dj4"))
+    assert model_file_info(V1 / "elpasolite-dj4.pt") == model_file_info(
+        model_path("elpasolite-dj4")
+    )
 
 
 def test_unknown_versions_and_bad_files_are_clear_errors(tmp_path):

@@ -29,6 +29,7 @@ from ase_alchemical import AlchemicalCalculator
 from ase_alchemical.datasets import build_elpasolite, load_elpasolites, split
 from ase_alchemical.hypers import DEFAULT_HYPERS, hypers_list
 from ase_alchemical.kernels import sparse_krr_weights
+from ase_alchemical.targets import per_atom_energies
 from ase_alchemical.training import device_name
 
 
@@ -60,7 +61,7 @@ class PlainSoapBaseline:
 
     def fit(self, frames, n_support: int, regularizer: float = 1e-3) -> PlainSoapBaseline:
         x = torch.as_tensor(self.features(frames))
-        y = torch.tensor([a.info["energy"] / len(a) for a in frames], dtype=torch.float64)
+        y = torch.as_tensor(per_atom_energies(frames))
         self.mean = float(y.mean())
         support = torch.as_tensor(np.random.default_rng(0).choice(len(x), n_support, False))
         self.x_sup = x[support]

@@ -10,11 +10,11 @@ optimization-set RMSE (what a choice may be made on), the test MAE and the fit t
 
 from __future__ import annotations
 
-import numpy as np
 from _common import compare_variants, study_arguments, write_variant_table  # on sys.path
 
 from ase_alchemical.datasets import load_elpasolites, split
 from ase_alchemical.features import compute_pair_spectrum
+from ase_alchemical.targets import per_atom_energies
 
 VARIANTS = {
     "summed over centres (default)": {},
@@ -33,7 +33,7 @@ def main() -> None:
     spectra = [
         compute_pair_spectrum(s, progress=True, center_resolved=True) for s in (train, opt, test)
     ]
-    y_test = np.array([a.info["energy"] / len(a) for a in test])
+    y_test = per_atom_energies(test)
     rows = compare_variants(VARIANTS, spectra, y_test, train, opt, args.d_j, steps)
     if args.out:
         setting = (

@@ -29,6 +29,7 @@ from ase_alchemical import AlchemicalKRR, __version__
 from ase_alchemical.datasets import GEOMETRY_RULES, build_elpasolite, load_elpasolites, split
 from ase_alchemical.features import compute_pair_spectrum
 from ase_alchemical.fileio import atomic_write
+from ase_alchemical.targets import per_atom_energies
 
 #: (A, B, C, D) sites and a lattice constant (Å) measured on the real crystal.
 REAL = {"K2NaAlF6": (("Al", "Na", "K", "F"), 8.1), "Cs2NaBiCl6": (("Bi", "Na", "Cs", "Cl"), 10.8)}
@@ -57,7 +58,7 @@ def main() -> None:
         frames = load_elpasolites(args.data, rule=rule)
         train, opt, test = split(frames, n_train, 1000, 1000, seed=0)
         spectra = [compute_pair_spectrum(s) for s in (train, opt, test)]
-        y_test = np.array([a.info["energy"] / len(a) for a in test])
+        y_test = per_atom_energies(test)
         model = AlchemicalKRR(d_j=4, n_steps=steps, seed=0)
         opt_rmse, mae, fit_s = fit_and_score(model, spectra, y_test, train, opt)
         real = {}

@@ -28,6 +28,7 @@ from ase_alchemical.datasets import load_elpasolites, split
 from ase_alchemical.features import compute_pair_spectrum
 from ase_alchemical.fileio import atomic_write
 from ase_alchemical.hypers import multiscale_hypers
+from ase_alchemical.targets import per_atom_energies
 from ase_alchemical.training import device_name
 
 #: Settings of every alchemical fit (besides d_J and the number of steps): the shipped
@@ -75,7 +76,7 @@ def main() -> None:
     n_test = 1000
     _, opt, test = split(frames, max(n_train_list), args.n_opt, n_test, seed=0)
     rows = lambda subset: [a.info["row"] for a in subset]  # noqa: E731
-    y_test = np.array([a.info["energy"] / len(a) for a in test])
+    y_test = per_atom_energies(test)
     results = []
     header = f"{'model':<22}{'n_train':>8}{'MAE eV/atom':>13}{'RMSE':>9}{'fit s':>8}"
     print(f"device: {device_name(torch.device(args.device))}")
@@ -136,7 +137,7 @@ def main() -> None:
     def plain_soap_curve() -> None:
         # plain multi-species SOAP: U = identity (39 x 39), nothing learned but the weights;
         # zeta and the regulariser are chosen on the optimization set, never on the test set
-        y_opt = np.array([a.info["energy"] / len(a) for a in opt])
+        y_opt = per_atom_energies(opt)
         for n_train in n_train_list:
             train, _, _ = split(frames, n_train, args.n_opt, n_test, seed=0)
             t0 = time.perf_counter()

@@ -46,6 +46,7 @@ from ase_alchemical import AlchemicalKRR
 from ase_alchemical.datasets import load_elpasolites, split
 from ase_alchemical.fileio import atomic_write
 from ase_alchemical.hypers import multiscale_hypers
+from ase_alchemical.targets import per_atom_energies
 from ase_alchemical.training import device_name, train_elpasolite_model
 
 #: The shipped best model's recipe; every candidate changes one or two things.
@@ -159,7 +160,7 @@ def main() -> None:
     train, opt, test = split(index, n_train, n_opt, 1000, seed=0)
     non_test = sorted(set(index) - set(test))
     val = sorted(set(non_test) - set(train) - set(opt))  # in no set: a clean validation set
-    y = np.array([a.info["energy"] / len(a) for a in frames])
+    y = per_atom_energies(frames)
     if args.only:
         names = args.only
     elif args.all:

@@ -13,6 +13,7 @@ from ase_alchemical.hypers import make_hypers, scale_sizes
 from ase_alchemical.kernels import FullSolver, PolynomialKernel, polynomial_kernel
 from ase_alchemical.optimize import joint_loss
 from ase_alchemical.representation import Representation, scale_widths, structure_features
+from ase_alchemical.targets import per_atom_energies
 
 NEAR = make_hypers(cutoff=3.5, max_radial=3, max_angular=2, scaling=None)
 FAR = make_hypers(cutoff=6.0, max_radial=3, max_angular=1, scaling=None)
@@ -111,7 +112,7 @@ def test_gradients_reach_the_scale_weights_exactly(frames):
     representation = Representation(compression, [NEAR, FAR])
     kernel = PolynomialKernel(2, representation.scale_widths, torch.tensor([0.5, 0.5]))
     spectrum = compute_pair_spectrum(labelled, [NEAR, FAR])
-    y = torch.tensor([a.info["energy"] / len(a) for a in labelled], dtype=torch.float64)
+    y = torch.as_tensor(per_atom_energies(labelled))
     u = compression.U.detach().clone().requires_grad_(True)
     logits = torch.tensor([0.3, -0.2], dtype=torch.float64, requires_grad=True)
 

@@ -62,7 +62,7 @@ def _add_train(sub) -> None:
     p.add_argument("--steps", type=int, default=250, help="Adam steps on U")
     p.add_argument("--learning-rate", type=float, default=0.1, help="Adam learning rate")
     p.add_argument(
-        "--lr-schedule", choices=["constant", "cosine"], default="constant",
+        "--lr-schedule", choices=["cosine", "constant"], default="cosine",
         help="learning rate over the steps: constant, or cosine decay to zero",
     )  # fmt: skip
     p.add_argument(
@@ -83,15 +83,21 @@ def _add_train(sub) -> None:
         help="once U is learned, choose the regulariser of the final solve (the learned one "
         "times 3 ... 0.03) on the crystals the split leaves in no set",
     )  # fmt: skip
-    p.add_argument("--zeta", type=int, default=2, help="polynomial kernel exponent")
+    p.add_argument("--zeta", type=int, default=3, help="polynomial kernel exponent")
     p.add_argument(
         "--regularizer", type=float, default=1e-3,
         help="relative KRR regulariser (starting value: it is learned unless --fixed-regularizer)",
     )  # fmt: skip
     p.add_argument("--fixed-regularizer", action="store_true", help="do not learn the regulariser")
-    p.add_argument("--solver", choices=["sparse", "full"], default="sparse")
+    p.add_argument("--solver", choices=["full", "sparse"], default="full")
     p.add_argument("--n-support", type=int, default=1500, help="support points (sparse solver)")
     p.add_argument("--gradient-flow", choices=["full", "detach"], default="full")
+    p.add_argument(
+        "--rotation", choices=["auto", "on", "off"], default="auto",
+        help="rotate the training and optimization roles over folds while learning U "
+        "(auto: when the optimization set has fewer than 5 structures per mixing weight)",
+    )  # fmt: skip
+    p.add_argument("--n-folds", type=int, default=5, help="folds of the rotation")
     p.add_argument("--normalization", choices=["normalized", "mean"], default="normalized")
     p.add_argument("--init", choices=["elements", "random"], default="elements", help="initial U")
     p.add_argument("--seed", type=int, default=0, help="seed of a random U and the step subsets")
@@ -158,12 +164,24 @@ def _cmd_train(args) -> int:
         learn_regularizer=not args.fixed_regularizer and args.gradient_flow == "full",
         step_train_size=args.step_train_size or None,
         init=args.init, seed=args.seed, radially_resolved=args.radially_resolved,
+        rotation={"auto": "auto", "on": True, "off": False}[args.rotation], n_folds=args.n_folds,
         device=args.device, progress=not args.quiet,
     )  # fmt: skip
     print(f"saved {args.out}")
     print(f"test MAE  {report['test_mae_ev_per_atom']:.4f} eV/atom  (n_test={args.n_test})")
     print(f"test RMSE {report['test_rmse_ev_per_atom']:.4f} eV/atom")
     print(f"fit time  {report['fit_time_s']:.1f} s")
+    info = report.get("optimization") or {}
+    if info:
+        how = (
+            f"roles rotated over {info['n_folds']} folds of training + optimization set"
+            if info["rotated"] else "on the optimization set"
+        )  # fmt: skip
+        print(f"U chosen at step {info['best_step']} of {info['n_steps_run']}, {how}")
+        if info["small_optimization_set"]:
+            print(f"note: {info['n_opt']} optimization structures for {info['n_mixing_weights']} "
+                  "mixing weights of U is a small optimization set"
+                  + ("" if info["rotated"] else ": consider --rotation on"))  # fmt: skip
     if report["regularizer_scan"]:
         best = min(report["regularizer_scan"], key=lambda row: row["val_mae"])
         print(f"regulariser {best['regularizer']:.4g} (learned x {best['factor']:g}; "

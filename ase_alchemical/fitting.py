@@ -22,7 +22,14 @@ from .compression import AlchemicalCompression
 from .features import PairSpectrum
 from .hypers import basis_shapes, hypers_list
 from .kernels import SOLVERS, FullSolver, PolynomialKernel, random_projection
-from .optimize import GRADIENT_FLOWS, LR_SCHEDULES, OptimizationResult, optimize_compression
+from .optimize import (
+    GRADIENT_FLOWS,
+    LR_SCHEDULES,
+    FixedSets,
+    OptimizationResult,
+    RotatingSets,
+    optimize_compression,
+)
 from .representation import NORMALIZATIONS, Representation, fit_projection
 from .state import FittedState, bare_copies
 from .targets import TargetScaler, per_atom_energies
@@ -35,6 +42,7 @@ __all__ = [
     "kernel_for",
     "new_compression",
     "refit_state",
+    "rotates",
 ]
 
 #: Optimization structures per mixing weight of U below which the optimization set is
@@ -81,10 +89,10 @@ def check_params(model) -> None:
             "learn_regularizer=True needs gradient_flow='full': with 'detach' no "
             "gradient reaches the regulariser"
         )
-    if not 0.0 <= float(model.validation_fraction) < 1.0:
-        raise ValueError(f"validation_fraction must be in [0, 1), got {model.validation_fraction}")
-    if model.patience is not None and int(model.patience) < 1:
-        raise ValueError(f"patience must be >= 1 or None, got {model.patience}")
+    if model.rotation not in (True, False, "auto"):
+        raise ValueError(f"rotation must be True, False or 'auto', got {model.rotation!r}")
+    if int(model.n_folds) != model.n_folds or model.n_folds < 2:
+        raise ValueError(f"n_folds must be an integer >= 2, got {model.n_folds}")
 
 
 def new_compression(model, species: Sequence[int], d_j: int, init) -> AlchemicalCompression:
@@ -202,41 +210,47 @@ def calibrate(
         return calibration_scale(mean, var, y)
 
 
+def rotates(model, n_opt: int, n_mixing_weights: int) -> bool:
+    """Whether ``model`` rotates the training and optimization roles for an optimization
+    set of ``n_opt`` structures and U of ``n_mixing_weights``: ``rotation=True`` always,
+    ``False`` never, ``"auto"`` when the set is small, fewer than
+    :data:`STRUCTURES_PER_MIXING_WEIGHT` structures per mixing weight."""
+    if model.rotation == "auto":
+        return n_opt < STRUCTURES_PER_MIXING_WEIGHT * n_mixing_weights
+    return bool(model.rotation)
+
+
 def _optimize(model, representation, solver, train, opt, support, logits, target_std):
-    """Adam on U (and the learned regulariser and scale weights), with the part of the
-    optimization set that ``validation_fraction`` holds out as the check set; returns
-    the optimization result and its summary for the fitted state."""
-    rho_o, y_o = opt
-    n_opt = len(rho_o)
-    n_check = 0
-    if model.validation_fraction > 0:
-        n_check = min(max(int(round(float(model.validation_fraction) * n_opt)), 1), n_opt - 1)
-    opt_part, check = opt, None
-    if n_check:
-        perm = torch.randperm(n_opt, generator=torch.Generator().manual_seed(model.seed + 1))
-        perm = perm.to(y_o.device)
-        opt_part = (rho_o[perm[n_check:]], y_o[perm[n_check:]])
-        check = (rho_o[perm[:n_check]], y_o[perm[:n_check]])
+    """Adam on U (and the learned regulariser and scale weights), the roles of the sets
+    fixed or rotating (:func:`rotates`); returns the optimization result and its summary
+    for the fitted state."""
     u = representation.compression.U
+    n_opt, n_weights = len(opt[0]), int(u.numel())
+    rotated = rotates(model, n_opt, n_weights)
+    size = model.step_train_size
+    if rotated:
+        pool = (PairSpectrum.concatenate([train[0], opt[0]]), torch.cat([train[1], opt[1]]))
+        sets = RotatingSets(pool, support, int(model.n_folds), size, solver, model.seed)
+    else:
+        sets = FixedSets(train, opt, support, size, solver, model.seed)
     result: OptimizationResult = optimize_compression(
         u, representation, kernel_for(model, representation, torch.softmax(logits, 0)),
-        solver, train, opt_part, support,
+        solver, sets,
         n_steps=int(model.n_steps), learning_rate=float(model.learning_rate),
         lr_schedule=model.lr_schedule, regularizer=float(model.regularizer),
         learn_regularizer=bool(model.learn_regularizer), scale_logits=logits,
         learn_scale_weights=bool(model.learn_scale_weights) and model.n_scales > 1,
-        gradient_flow=model.gradient_flow, step_train_size=model.step_train_size,
-        check=check, patience=None if model.patience is None else int(model.patience),
-        target_std=target_std, seed=model.seed, progress=model.progress,
+        gradient_flow=model.gradient_flow, target_std=target_std, progress=model.progress,
     )  # fmt: skip
     summary = {
-        "n_opt": n_opt - n_check,
-        "n_check": n_check,
-        "n_mixing_weights": int(u.numel()),
+        "n_train": len(train[0]),
+        "n_opt": n_opt,
+        "n_mixing_weights": n_weights,
+        "small_optimization_set": n_opt < STRUCTURES_PER_MIXING_WEIGHT * n_weights,
+        "rotated": rotated,
+        "n_folds": sets.n_folds,
         "n_steps_run": len(result.history),
         "best_step": result.best.step,
-        "stopped_early": bool(result.stopped_early),
-        "small_optimization_set": n_opt < STRUCTURES_PER_MIXING_WEIGHT * u.numel(),
     }
     return result, summary
 

@@ -63,7 +63,7 @@ class AlchemicalKRR:
         :func:`~ase_alchemical.hypers.multiscale_hypers`): a weighted sum of one kernel
         per scale, each on its own normalised features.
     zeta
-        Exponent of the polynomial kernel.
+        Exponent of the polynomial kernel (3 by default, as the shipped models).
     normalization
         Structure features: ``"normalized"`` (unit norm) or ``"mean"`` (per atom).
     center_resolved
@@ -90,8 +90,9 @@ class AlchemicalKRR:
         Optimize log(regularizer) on the optimization-set loss together with U
         (needs ``gradient_flow="full"``: the regulariser acts only through the solve).
     solver
+        ``"full"`` (all training points; the default, which the shipped models use) or
         ``"sparse"`` (projected process on ``n_support`` points chosen by farthest-point
-        sampling; scales to many thousands) or ``"full"`` (all training points).
+        sampling; for training sets too large for a full solve).
     n_support
         Number of support structures of the sparse solver.
     gradient_flow
@@ -109,21 +110,26 @@ class AlchemicalKRR:
     learning_rate
         Adam learning rate.
     lr_schedule
-        ``"constant"`` learning rate, or ``"cosine"``: decayed from ``learning_rate`` to
-        zero over the ``n_steps`` (smaller, less noisy steps at the end, where the
-        per-step training subsets make the loss noisy).
-    validation_fraction
-        Part of the optimization set held out of the gradient (the *check* set) to
-        choose the step whose U is kept; 0: the step with the lowest optimization loss.
-    patience
-        With a check set: stop once its loss has not improved for this many steps
-        (``None``: run all ``n_steps``).
+        ``"cosine"`` (default): the learning rate decays from ``learning_rate`` to zero
+        over the ``n_steps`` (smaller, less noisy steps at the end, where the per-step
+        training subsets or the rotating folds make the loss noisy), or ``"constant"``.
+    rotation
+        Rotate the roles of the training and optimization structures while learning U:
+        their union is cut into ``n_folds`` folds, step t takes its loss on fold
+        t mod k and solves on the rest (the sets of :mod:`~ase_alchemical.optimize`),
+        and the U kept is the one with the lowest loss over the last k folds. This
+        guards against a U that fits a small optimization set alone. ``"auto"``: when
+        the optimization set is small, fewer than 5 structures per mixing weight of U
+        (:func:`~ase_alchemical.fitting.rotates`); ``True``/``False``: always/never.
+        The final weights are solved on the training set either way.
+    n_folds
+        Folds of the rotation.
     init
         Initial U: ``"elements"``, ``"random"``, ``"identity"`` or an array
         (see :class:`~ase_alchemical.compression.AlchemicalCompression`).
     seed
-        Seed of the random initialisation, the per-step training subsets, the check set
-        and the random projection used to pick sparse support points.
+        Seed of the random initialisation, the per-step training subsets, the folds of
+        the rotation and the random projection used to pick sparse support points.
     batch_size
         Structures per featomic call.
     device
@@ -149,8 +155,8 @@ class AlchemicalKRR:
         "d_j", "hypers", "zeta", "normalization", "center_resolved", "radially_resolved",
         "basis_components", "scale_weights", "learn_scale_weights", "regularizer",
         "learn_regularizer", "solver", "n_support", "gradient_flow", "n_steps",
-        "step_train_size", "learning_rate", "lr_schedule", "validation_fraction",
-        "patience", "init", "seed", "batch_size",
+        "step_train_size", "learning_rate", "lr_schedule", "rotation", "n_folds",
+        "init", "seed", "batch_size",
     )  # fmt: skip
 
     def __init__(
@@ -158,7 +164,7 @@ class AlchemicalKRR:
         *,
         d_j: int | None = 4,
         hypers: dict | list[dict] | None = None,
-        zeta: int = 2,
+        zeta: int = 3,
         normalization: str = "normalized",
         center_resolved: bool = False,
         radially_resolved: bool = False,
@@ -167,15 +173,15 @@ class AlchemicalKRR:
         learn_scale_weights: bool = True,
         regularizer: float = 1e-3,
         learn_regularizer: bool = True,
-        solver: str = "sparse",
+        solver: str = "full",
         n_support: int = 1500,
         gradient_flow: str = "full",
         n_steps: int = 250,
         step_train_size: int | None = 2000,
         learning_rate: float = 0.1,
-        lr_schedule: str = "constant",
-        validation_fraction: float = 0.0,
-        patience: int | None = None,
+        lr_schedule: str = "cosine",
+        rotation: bool | str = "auto",
+        n_folds: int = 5,
         init: str | np.ndarray = "elements",
         seed: int = 0,
         batch_size: int = 100,
@@ -200,8 +206,8 @@ class AlchemicalKRR:
         self.step_train_size = step_train_size
         self.learning_rate = learning_rate
         self.lr_schedule = lr_schedule
-        self.validation_fraction = validation_fraction
-        self.patience = patience
+        self.rotation = rotation
+        self.n_folds = n_folds
         self.init = init
         self.seed = seed
         self.batch_size = batch_size

@@ -6,10 +6,12 @@ log lambda and the scale weights, when they are learned) from the squared error 
 With ``gradient_flow="full"`` the gradient also flows through the solve; ``"detach"``
 holds the weights and training features constant within a step.
 
-The U kept is the one of the best step. With a *check* set (a part of the optimization
-set held out of the gradient) the best step is judged there and the loop stops once it
-has not improved for ``patience`` steps: the guard against a U that fits a small
-optimization set and nothing else.
+The U kept is the one of the best step. A small optimization set is easily fitted by U
+alone; with *rotation* the roles of training and optimization structures rotate instead:
+the union of both sets is cut into k folds and step t optimizes on fold t mod k, solving
+on the rest, so that every labelled structure informs U and no step judges U on the
+structures it was solved on. The best step is then the one whose mean loss over the last
+k folds (one rotation) is lowest.
 """
 
 from __future__ import annotations
@@ -26,7 +28,9 @@ from .representation import Representation
 __all__ = [
     "GRADIENT_FLOWS",
     "LR_SCHEDULES",
+    "FixedSets",
     "OptimizationResult",
+    "RotatingSets",
     "Snapshot",
     "StepLoss",
     "StepSubsets",
@@ -150,6 +154,92 @@ class StepSubsets:
         return idx, torch.arange(len(self.support), device=device)
 
 
+class FixedSets:
+    """The sets of every step when the roles stay fixed: the optimization set, and the
+    training set's :class:`StepSubsets`.
+
+    Parameters
+    ----------
+    train, opt
+        (spectra, standardised targets) of the training and optimization sets.
+    support
+        Support indices in the training spectra.
+    size, solver, seed
+        As in :class:`StepSubsets`.
+    """
+
+    rotating = False
+    n_folds = 1
+
+    def __init__(self, train, opt, support, size, solver, seed) -> None:
+        self.train, self.opt = train, opt
+        self.subsets = StepSubsets(len(train[0]), support, size, solver, seed)
+
+    def draw(self, step: int) -> tuple:
+        """(train spectra, train targets, support indices in them, opt spectra, opt
+        targets) of ``step``."""
+        idx, support = self.subsets.draw()
+        rho, y = self.train
+        if idx is not None:
+            rho, y = rho[idx], y[idx]
+        return rho, y, support, self.opt[0], self.opt[1]
+
+
+class RotatingSets:
+    """The sets of step t when the roles rotate: fold t mod k of the pooled structures
+    is the optimization set, the other folds (as :class:`StepSubsets` would draw them,
+    support points of the sparse solver kept) the training set.
+
+    Parameters
+    ----------
+    pool
+        (spectra, standardised targets) of the training and the optimization structures
+        together, training first.
+    support
+        Support indices of the sparse solver in the pool (ignored by the full solver).
+    n_folds
+        Number of folds k.
+    size, solver, seed
+        As in :class:`StepSubsets`.
+    """
+
+    rotating = True
+
+    def __init__(self, pool, support, n_folds, size, solver, seed) -> None:
+        n = len(pool[0])
+        if not 2 <= int(n_folds) <= n:
+            raise ValueError(f"rotation needs 2 to {n} folds of {n} structures, got {n_folds}")
+        self.pool, self.n_folds = pool, int(n_folds)
+        generator = torch.Generator().manual_seed(seed + 1)
+        fold = torch.empty(n, dtype=torch.long)
+        fold[torch.randperm(n, generator=generator)] = torch.arange(n) % self.n_folds
+        device = pool[1].device
+        self.folds = [(fold == f).nonzero().squeeze(1).to(device) for f in range(self.n_folds)]
+        self.subsets = []
+        for f in range(self.n_folds):
+            rest = (fold != f).nonzero().squeeze(1).to(device)
+            in_rest = torch.zeros(n, dtype=torch.bool, device=device)
+            in_rest[rest] = True
+            # support points of this fold's solves: the pool's, where they are not held out
+            local = torch.full((n,), -1, dtype=torch.long, device=device)
+            local[rest] = torch.arange(len(rest), device=device)
+            if solver.all_points_are_support:
+                fold_support = torch.arange(len(rest), device=device)
+            else:
+                fold_support = local[support[in_rest[support]]]
+            subsets = StepSubsets(len(rest), fold_support, size, solver, seed + f)
+            self.subsets.append((rest, subsets))
+
+    def draw(self, step: int) -> tuple:
+        f = step % self.n_folds
+        rest, subsets = self.subsets[f]
+        idx, support = subsets.draw()
+        rows = rest if idx is None else rest[idx]
+        held = self.folds[f]
+        rho, y = self.pool
+        return rho[rows], y[rows], support, rho[held], y[held]
+
+
 @dataclass
 class Snapshot:
     """The values of the best step so far."""
@@ -168,19 +258,17 @@ class OptimizationResult:
     Attributes
     ----------
     best
-        The snapshot of the step with the lowest judged loss (check set, else the
-        optimization loss).
+        The snapshot of the step with the lowest judged loss: the optimization loss, or
+        with rotation its mean over the last k folds (with fewer steps than folds, the
+        last step).
     history
         One record per step: ``step``, ``opt_rmse``, ``train_rmse`` (eV/atom), ``loss``,
-        ``regularizer``, ``learning_rate``, with a check set ``check_rmse``, multi-scale
-        ``scale_weights``.
-    stopped_early
-        The loop ended before ``n_steps`` because the check loss stopped improving.
+        ``regularizer``, ``learning_rate``; with rotation ``fold`` and
+        ``rotation_rmse`` (over the last k folds); multi-scale ``scale_weights``.
     """
 
     best: Snapshot
     history: list[dict] = field(default_factory=list)
-    stopped_early: bool = False
 
 
 def optimize_compression(
@@ -188,9 +276,7 @@ def optimize_compression(
     representation: Representation,
     kernel: PolynomialKernel,
     solver: FullSolver,
-    train: tuple[PairSpectrum, torch.Tensor],
-    opt: tuple[PairSpectrum, torch.Tensor],
-    support: torch.Tensor,
+    sets: FixedSets | RotatingSets,
     *,
     n_steps: int,
     learning_rate: float,
@@ -200,11 +286,7 @@ def optimize_compression(
     scale_logits: torch.Tensor | None = None,
     learn_scale_weights: bool = False,
     gradient_flow: str = "full",
-    step_train_size: int | None = None,
-    check: tuple[PairSpectrum, torch.Tensor] | None = None,
-    patience: int | None = None,
     target_std: float = 1.0,
-    seed: int = 0,
     progress: bool = False,
 ) -> OptimizationResult:
     """Adam on U (in place: ``u`` ends at the best step's value) and on log lambda and
@@ -214,14 +296,9 @@ def optimize_compression(
     ----------
     u
         The compression's parameter tensor (a leaf requiring gradients).
-    train, opt
-        (spectra, standardised targets) of the training and optimization sets.
-    support
-        Support indices in the training spectra.
-    check
-        (spectra, standardised targets) held out of the gradient: the best step is the
-        one with the lowest loss there, and the loop stops after ``patience`` steps
-        without improvement. ``None``: judged on the optimization loss, no early stop.
+    sets
+        The training and optimization sets of every step: :class:`FixedSets`, or
+        :class:`RotatingSets` to rotate their roles.
     target_std
         Standard deviation of the targets (eV/atom), to report RMSEs in eV/atom.
     """
@@ -229,8 +306,6 @@ def optimize_compression(
 
     if lr_schedule not in LR_SCHEDULES:
         raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {lr_schedule!r}")
-    rho_t, y_t = train
-    rho_o, y_o = opt
     log_reg = torch.tensor(
         float(np.log(regularizer)), dtype=u.dtype, device=u.device,
         requires_grad=bool(learn_regularizer),
@@ -249,14 +324,12 @@ def optimize_compression(
                         logits.detach().clone(), step)  # fmt: skip
 
     result = OptimizationResult(best=snapshot(float("inf"), -1))
-    subsets = StepSubsets(len(rho_t), support, step_train_size, solver, seed)
     multiscale = kernel.widths is not None
-    since_best = 0
+    recent: list[float] = []  # the losses of the last k steps (one rotation)
     bar = tqdm(range(n_steps), desc="optimizing U", disable=not progress)
     for step in bar:
         optimizer.zero_grad()
-        idx, sup_s = subsets.draw()
-        rho_s, y_s = (rho_t, y_t) if idx is None else (rho_t[idx], y_t[idx])
+        rho_s, y_s, sup_s, rho_o, y_o = sets.draw(step)
         weights = torch.softmax(logits, 0) if multiscale else None
         out = joint_loss(
             u, representation, kernel, solver, rho_s, y_s, rho_o, y_o, sup_s,
@@ -273,25 +346,20 @@ def optimize_compression(
             "learning_rate": optimizer.param_groups[0]["lr"],
         }
         judged = value
-        if check is not None:
-            with torch.no_grad():
-                x_c = representation.features(check[0], u)
-                pred = kernel(x_c, out.support_features, weights) @ out.weights
-                judged = float(torch.mean((pred - check[1]) ** 2))
-            record["check_rmse"] = judged**0.5 * target_std
+        if sets.rotating:
+            recent = (recent + [value])[-sets.n_folds :]
+            judged = float(np.mean(recent)) if len(recent) == sets.n_folds else float("inf")
+            record["fold"] = step % sets.n_folds
+            record["rotation_rmse"] = judged**0.5 * target_std
         if multiscale:
             record["scale_weights"] = torch.softmax(logits.detach(), 0).tolist()
         result.history.append(record)
-        if judged < result.best.loss:
+        if judged < result.best.loss or result.best.step < 0:
             result.best = snapshot(judged, step)
-            since_best = 0
-        else:
-            since_best += 1
+        elif sets.rotating and not np.isfinite(result.best.loss):
+            result.best = snapshot(judged, step)  # fewer steps than folds: keep the last
         bar.set_postfix(opt_rmse=f"{record['opt_rmse']:.4f}")
         if not np.isfinite(value):
-            break
-        if check is not None and patience is not None and since_best >= patience:
-            result.stopped_early = True
             break
         out.loss.backward()
         optimizer.step()

@@ -159,8 +159,8 @@ _V1_PARAMS = {
     "center_resolved": False,
     "radially_resolved": False,
     "lr_schedule": "constant",
-    "validation_fraction": 0.0,
-    "patience": None,
+    "rotation": False,
+    "n_folds": 5,
 }
 
 #: ``UPGRADES[v]`` turns a raw version-v file dict into a version v + 1 one.

@@ -23,7 +23,7 @@ import platform
 
 import numpy as np
 import torch
-from _common import fit_and_score, save_figure, study_arguments  # on sys.path
+from _common import STUDY_RECIPE, fit_and_score, save_figure, study_arguments  # on sys.path
 
 from ase_alchemical import AlchemicalKRR, __version__
 from ase_alchemical.datasets import GEOMETRY_RULES, build_elpasolite, load_elpasolites, split
@@ -59,7 +59,7 @@ def main() -> None:
         train, opt, test = split(frames, n_train, 1000, 1000, seed=0)
         spectra = [compute_pair_spectrum(s) for s in (train, opt, test)]
         y_test = per_atom_energies(test)
-        model = AlchemicalKRR(d_j=4, n_steps=steps, seed=0)
+        model = AlchemicalKRR(d_j=4, n_steps=steps, seed=0, **STUDY_RECIPE)
         opt_rmse, mae, fit_s = fit_and_score(model, spectra, y_test, train, opt)
         real = {}
         for name, (sites, a_real) in REAL.items():

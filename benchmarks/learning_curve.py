@@ -33,7 +33,10 @@ from ase_alchemical.training import device_name
 
 #: Settings of every alchemical fit (besides d_J and the number of steps): the shipped
 #: model's recipe (full KRR, zeta 3, U learned on 2,000-crystal subsets per step).
-ALCHEMICAL = {"zeta": 3, "solver": "full", "learning_rate": 0.1, "step_train_size": 2000}
+ALCHEMICAL = {
+    "zeta": 3, "solver": "full", "learning_rate": 0.1, "step_train_size": 2000,
+    "lr_schedule": "constant", "rotation": False,
+}
 #: (zeta, regulariser) grid for plain SOAP, selected on the optimization set.
 PLAIN_SOAP_GRID = [(1, 1e-4), (1, 1e-3), (2, 1e-3), (3, 1e-3)]
 #: The shipped best model's recipe (``elpasolite-dj10-multiscale``, chosen by

@@ -128,7 +128,8 @@ def _model_params(cfg: dict, device: str) -> dict:
         d_j=cfg["d_j"], hypers=hypers, zeta=cfg["zeta"],
         solver="full", n_steps=cfg["n_steps"], step_train_size=cfg["step_train_size"],
         lr_schedule=cfg["lr_schedule"], seed=cfg["seed"],
-        radially_resolved=cfg["radially_resolved"], device=device, progress=False,
+        radially_resolved=cfg["radially_resolved"], rotation=False, device=device,
+        progress=False,
     )  # fmt: skip
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 
 import torch
-from _common import fit_and_score, study_arguments  # benchmarks/ is on sys.path
+from _common import STUDY_RECIPE, fit_and_score, study_arguments  # benchmarks/ is on sys.path
 
 from ase_alchemical import AlchemicalKRR
 from ase_alchemical.datasets import load_elpasolites, split
@@ -60,7 +60,7 @@ def main() -> None:
     for name, (cs, learn) in VARIANTS.items():
         model = AlchemicalKRR(
             d_j=args.d_j, hypers=multiscale_hypers(cs), n_steps=steps, seed=0,
-            learn_scale_weights=learn,
+            learn_scale_weights=learn, **STUDY_RECIPE,
         )  # fmt: skip
         stacked = [_stacked([spectra[c][i] for c in cs]) for i in range(3)]
         opt_rmse, mae, fit_s = fit_and_score(model, stacked, y_test, train, opt)

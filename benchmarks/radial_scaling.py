@@ -17,7 +17,7 @@ import platform
 import time
 
 import torch
-from _common import fit_and_score, study_arguments  # benchmarks/ is on sys.path
+from _common import STUDY_RECIPE, fit_and_score, study_arguments  # benchmarks/ is on sys.path
 
 from ase_alchemical import AlchemicalKRR, __version__
 from ase_alchemical.datasets import load_elpasolites, split
@@ -55,7 +55,7 @@ def main() -> None:
         t0 = time.perf_counter()
         spectra = [compute_pair_spectrum(s, hypers) for s in (train, opt, test)]
         feat_s = time.perf_counter() - t0
-        model = AlchemicalKRR(d_j=args.d_j, hypers=hypers, n_steps=steps, seed=0)
+        model = AlchemicalKRR(d_j=args.d_j, hypers=hypers, n_steps=steps, seed=0, **STUDY_RECIPE)
         opt_rmse, mae, fit_s = fit_and_score(model, spectra, y_test, train, opt)
         rows.append((name, opt_rmse, mae, feat_s, fit_s))
         print(f"{name:<34}{opt_rmse:>10.4f}{mae:>10.4f}{feat_s:>8.0f}{fit_s:>8.0f}", flush=True)

@@ -32,7 +32,10 @@ def main() -> None:
     frames = load_elpasolites(args.data)
     train, opt, test = split(frames, n_train, 2000, 1000, seed=0)
     opt_a, opt_b = opt[:1000], opt[1000:]
-    model = AlchemicalKRR(d_j=args.d_j, zeta=3, solver="full", n_steps=steps, seed=0)
+    model = AlchemicalKRR(
+        d_j=args.d_j, zeta=3, solver="full", n_steps=steps, seed=0, lr_schedule="constant",
+        rotation=False,
+    )
     t0 = time.perf_counter()
     model.fit(train, opt_a)
     fit_s = time.perf_counter() - t0

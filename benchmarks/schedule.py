@@ -59,7 +59,7 @@ def main() -> None:
         name, schedule, lr = VARIANTS[key]
         model = AlchemicalKRR(
             d_j=args.d_j, zeta=3, solver="full", n_steps=steps, seed=seed,
-            lr_schedule=schedule, learning_rate=lr,
+            lr_schedule=schedule, learning_rate=lr, rotation=False,
         )  # fmt: skip
         t0 = time.perf_counter()
         model.fit(train, opt_a, train_spectrum=rho_t, opt_spectrum=rho_a)

@@ -65,7 +65,7 @@ def fitted(frames):
     labelled = _labelled(frames)
     model = AlchemicalKRR(
         d_j=2, hypers=[NEAR, FAR], zeta=1, solver="full", n_steps=60, learning_rate=0.1,
-        init="random", seed=3, regularizer=1e-3,
+        init="random", seed=3, regularizer=1e-3, lr_schedule="constant",
     ).fit(labelled[:120], labelled[120:180])  # fmt: skip
     return model, labelled
 

@@ -88,7 +88,8 @@ def radial_model(six_element_crystals):
     for atoms in frames:  # a smooth energy of composition and geometry
         atoms.info["energy"] = float(np.sin(atoms.numbers).sum() + 0.01 * atoms.get_volume())
     model = AlchemicalKRR(
-        d_j=2, hypers=[NEAR, FAR], radially_resolved=True, n_steps=4, solver="full", zeta=2
+        d_j=2, hypers=[NEAR, FAR], radially_resolved=True, n_steps=4, solver="full", zeta=2,
+        lr_schedule="constant", rotation=False,
     )
     return model.fit(frames[:100], frames[100:])
 

@@ -50,8 +50,9 @@ def test_version_1_files_upgrade_to_the_shipped_version_2_files(name):
         assert _same(old["state"][key], value), key
     # what version 1 left out is filled with the values its fit used, not today's defaults
     params = old["params"]
-    assert params["validation_fraction"] == 0.0 and params["patience"] is None
+    assert params["rotation"] is False and params["n_folds"] == 5
     assert params["center_resolved"] is False and params["radially_resolved"] is False
+    assert name != "elpasolite-dj4" or params["lr_schedule"] == "constant"
     assert new["state"]["best_step"] == new["state"]["metadata"]["best_step"]
 
 

@@ -266,7 +266,7 @@ def refit_state(
     if regularizer is not None and not regularizer > 0:
         raise ValueError(f"regularizer must be > 0, got {regularizer}")
     frames = list(frames)
-    state, rep, solver, device = model.state_, model.representation_, model.solver_, None
+    state, rep, solver = model.state_, model.representation_, model.solver_
     device = model.torch_device
     rho = spectrum if spectrum is not None else model.pair_spectrum(frames)
     rho = rep.project(rho.to(device))

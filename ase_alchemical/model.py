@@ -343,8 +343,9 @@ class AlchemicalKRR:
             Training structures with ``info["energy"]`` (total, eV): the weights are
             solved on them at every step.
         opt
-            Optimization structures: U takes gradient steps on the loss there. With
-            ``None`` (or ``n_steps=0``) U keeps its initial value.
+            Optimization structures: U takes gradient steps on the loss there (with a
+            small optimization set the roles of both sets rotate, see ``rotation``).
+            With ``None`` (or ``n_steps=0``) U keeps its initial value.
         train_spectrum, opt_spectrum
             Precomputed :meth:`pair_spectrum` of ``train`` / ``opt`` (to reuse across fits).
 

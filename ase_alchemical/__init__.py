@@ -1,8 +1,10 @@
 """ase-alchemical: alchemical-compression SOAP kernels for ASE.
 
-The public API is small: :class:`AlchemicalKRR` (fit / predict with uncertainties /
-save), :func:`load_model`, :class:`AlchemicalCalculator`, :func:`screen_elpasolites`, and
-the submodules for those who want the parts, in the order data flows through them:
+The public API is small: :class:`AlchemicalKRR` (a structure kernel: fit / predict with
+uncertainties / save), :class:`AlchemicalPotential` (a local potential fitted to energies,
+forces and stress), :func:`load_model` (either kind), :class:`AlchemicalCalculator`,
+:func:`screen_elpasolites`, and the submodules for those who want the parts, in the
+order data flows through them:
 :mod:`~ase_alchemical.datasets` and :mod:`~ase_alchemical.targets` (structures and
 labels), :mod:`~ase_alchemical.hypers` and :mod:`~ase_alchemical.features` (featomic's
 expansion reduced to species-pair spectra), :mod:`~ase_alchemical.compression` (U),
@@ -17,8 +19,10 @@ from ._version import __version__
 from .calculator import AlchemicalCalculator
 from .compression import AlchemicalCompression, UnknownElementError
 from .devices import DeviceError
-from .model import AlchemicalKRR, load_model
+from .model import AlchemicalKRR
 from .plugin import register as _register
+from .potential import AlchemicalPotential
+from .registry import load_model
 from .screening import screen_elpasolites
 from .serialization import ModelFileError
 
@@ -28,6 +32,7 @@ __all__ = [
     "AlchemicalCalculator",
     "AlchemicalCompression",
     "AlchemicalKRR",
+    "AlchemicalPotential",
     "DeviceError",
     "ModelFileError",
     "UnknownElementError",

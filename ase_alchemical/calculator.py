@@ -1,4 +1,6 @@
-"""ASE calculator wrapping a trained :class:`~ase_alchemical.model.AlchemicalKRR`.
+"""ASE calculator wrapping a trained model: a structure kernel
+(:class:`~ase_alchemical.model.AlchemicalKRR`) or a local potential
+(:class:`~ase_alchemical.potential.AlchemicalPotential`).
 
 >>> from ase_alchemical import AlchemicalCalculator
 >>> atoms.calc = AlchemicalCalculator()          # the shipped default model
@@ -24,6 +26,7 @@ from ase.stress import full_3x3_to_voigt_6_stress
 from .devices import resolve_device
 from .features import check_structure
 from .model import AlchemicalKRR
+from .potential import AlchemicalPotential
 from .registry import (  # noqa: F401  (model_path & co. were first importable from here)
     DEFAULT_MODEL,
     available_models,
@@ -35,6 +38,7 @@ from .registry import (  # noqa: F401  (model_path & co. were first importable f
 __all__ = ["AlchemicalCalculator"]
 
 _DTYPES = {"float64": torch.float64, "float32": torch.float32}
+_MODELS = (AlchemicalKRR, AlchemicalPotential)
 
 
 def _dtype_name(dtype: torch.dtype | str) -> str:
@@ -45,13 +49,15 @@ def _dtype_name(dtype: torch.dtype | str) -> str:
 
 
 class AlchemicalCalculator(Calculator):
-    """ASE calculator for an alchemical-compression SOAP KRR model.
+    """ASE calculator for an alchemical-compression model (structure kernel or local
+    potential).
 
     Parameters
     ----------
     model
         ``None`` (the shipped default), a shipped model's name, a model file path, or a
-        fitted :class:`~ase_alchemical.model.AlchemicalKRR`.
+        fitted :class:`~ase_alchemical.model.AlchemicalKRR` or
+        :class:`~ase_alchemical.potential.AlchemicalPotential`.
     device
         Torch device; ``None`` picks CUDA when available, else CPU
         (:func:`~ase_alchemical.devices.resolve_device`).
@@ -73,11 +79,14 @@ class AlchemicalCalculator(Calculator):
     -----
     ``calc.parameters`` (and ``calc.todict()``) hold the options as resolved: the model's
     name or file (``"in-memory"`` for a model object), the device and the dtype name.
-    The shipped models are *structure* kernels: they define no per-atom energies, so
-    ``get_potential_energies`` raises :class:`PropertyNotImplementedError`.
+    A local potential's energy is a sum of atomic terms, which ``get_potential_energies``
+    returns. A *structure* kernel (the elpasolite models) defines no per-atom energies:
+    for it ``get_potential_energies`` raises :class:`PropertyNotImplementedError`.
     """
 
-    implemented_properties = ["energy", "free_energy", "forces", "stress", "energy_uncertainty"]
+    implemented_properties = [
+        "energy", "free_energy", "energies", "forces", "stress", "energy_uncertainty",
+    ]  # fmt: skip
     default_parameters = {"model": None, "device": None, "dtype": "float64", "uncertainty": False}
     name = "alchemical"
 
@@ -89,7 +98,7 @@ class AlchemicalCalculator(Calculator):
         uncertainty: bool = False,
         **kwargs,
     ) -> None:
-        self.model: AlchemicalKRR | None = None
+        self.model: AlchemicalKRR | AlchemicalPotential | None = None
         super().__init__(model=model, device=device, dtype=dtype, uncertainty=uncertainty,
                          **kwargs)  # fmt: skip
 
@@ -104,7 +113,7 @@ class AlchemicalCalculator(Calculator):
             kwargs["uncertainty"] = bool(kwargs["uncertainty"])
         changed = super().set(**kwargs)
         reload = self.model is None or "device" in changed or "dtype" in changed
-        if isinstance(model, AlchemicalKRR) or model != self.parameters.get("model"):
+        if isinstance(model, _MODELS) or model != self.parameters.get("model"):
             reload = True
         if reload:
             self._load(model)
@@ -114,7 +123,7 @@ class AlchemicalCalculator(Calculator):
     def _load(self, model) -> None:
         device = torch.device(self.parameters["device"])
         dtype = _DTYPES[self.parameters["dtype"]]
-        if isinstance(model, AlchemicalKRR):
+        if isinstance(model, _MODELS):
             label = "in-memory"
         elif model == "in-memory" and self.model is not None:
             model, label = self.model, "in-memory"
@@ -122,7 +131,7 @@ class AlchemicalCalculator(Calculator):
             path = resolve_model_path(model)
             label = DEFAULT_MODEL if model is None else os.fspath(model)
             model = resolve_model(path, device)
-        if model.torch_device != device or model.state_.weights.dtype != dtype:
+        if model.torch_device != device or model.dtype != dtype:
             model = model.to(device, dtype)
         self.model = model
         self.parameters["model"] = label
@@ -158,6 +167,14 @@ class AlchemicalCalculator(Calculator):
                 f"stress needs a 3D-periodic cell; this structure has pbc={atoms.pbc.tolist()}"
             )
         want_std = self.uncertainty or "energy_uncertainty" in properties
+        if "energies" in properties and self.model.kind != "local":
+            raise PropertyNotImplementedError(
+                "per-atom energies are not defined by a structure kernel (one feature "
+                "vector per structure); use a local potential (AlchemicalPotential)"
+            )
+        if self.model.kind == "local":
+            self._calculate_local(atoms, properties, want_stress, want_std)
+            return
         if "forces" not in properties and not want_stress:
             if want_std:
                 energies, stds = self.model.predict([atoms], return_std=True)
@@ -180,6 +197,21 @@ class AlchemicalCalculator(Calculator):
             stds = self.model.predict([atoms], return_std=True)[1] if want_std else None
         if stds is not None:
             self.results["energy_uncertainty"] = float(stds[0])
+
+    def _calculate_local(self, atoms: Atoms, properties, want_stress: bool, want_std: bool):
+        """Energy, per-atom energies, forces and stress of a local potential in one pass
+        (the derivatives come with the energy at little extra cost)."""
+        energies, gradients, virials = self.model.energy_and_derivatives(
+            [atoms], strain=want_stress
+        )
+        energy = float(energies[0])
+        self.results = {"energy": energy, "free_energy": energy, "forces": -gradients[0]}
+        if "energies" in properties:
+            self.results["energies"] = self.model.atomic_energies([atoms])[0]
+        if want_stress:
+            self.results["stress"] = full_3x3_to_voigt_6_stress(virials[0] / atoms.get_volume())
+        if want_std:
+            self.results["energy_uncertainty"] = float(self.model.predict_std([atoms])[0])
 
     def get_energies(
         self, frames: Sequence[Atoms], return_std: bool = False

@@ -22,6 +22,9 @@ before building SOAP features, and predicts energies by kernel ridge regression.
 Typical use:
   ase-alchemical fetch-data                      # download the elpasolite energies once
   ase-alchemical train --d-j 4 --out model.pt    # learn U and the weights (minutes)
+  ase-alchemical train --kernel local --data frames.xyz --forces --out pot.pt
+                                                 # a local potential on your own data
+  ase-alchemical evaluate pot.pt --data test.xyz --plot parity.png
   ase-alchemical refit model.pt --out all.pt     # weights on every crystal but the test set
   ase-alchemical evaluate model.pt               # MAE/RMSE on the held-out test split
   ase-alchemical predict model.pt crystals.xyz   # energies of your own structures
@@ -49,18 +52,46 @@ def _add_train(sub) -> None:
     )  # fmt: skip
     p = sub.add_parser(
         "train",
-        help="fit a model on the elpasolite data and save it",
+        help="fit a model (elpasolite structure kernel, or a local potential on your data)",
         description="Fit U (on the optimization set) and the KRR weights (on the training "
-        "set) jointly, report the error on the held-out test split, save the model.",
+        "set) jointly, report the error on the held-out test split, save the model. "
+        "--kernel structure (default): the elpasolite model, data from the elpasolite "
+        "files. --kernel local: an atom-centred potential on a labelled structure file "
+        "(--data frames.xyz with energies, and forces with --forces), split by frame index "
+        "(i %% 10 == 9 test, i %% 10 == 8 held-out for U, the rest training).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument(
+        "--kernel", choices=["structure", "local"], default="structure",
+        help="structure: one feature vector per crystal (elpasolites); local: a sum of "
+        "atomic energies fitted to energies, forces and stress",
+    )  # fmt: skip
+    p.add_argument("--forces", action="store_true", help="local: fit forces too")
+    p.add_argument("--stress", action="store_true", help="local: fit stress too")
+    p.add_argument(
+        "--solve-on-opt", action="store_true",
+        help="local: once U is learned, solve the final weights on training + held-out frames",
+    )  # fmt: skip
+    p.add_argument(
+        "--baseline", choices=["elements", "mean"], default="elements",
+        help="local: reference energies per element (least squares on counts) or one mean",
+    )  # fmt: skip
+    p.add_argument("--force-sigma", type=float, default=0.3, help="local: force noise (eV/A)")
+    p.add_argument(
+        "--energy-sigma", type=float, default=0.02, help="local: energy noise (eV/atom)"
     )
     p.add_argument("--d-j", type=int, default=4, help="number of pseudo-elements")
     p.add_argument("--n-train", type=int, default=6000, help="training-set size (KRR solve)")
     p.add_argument("--n-opt", type=int, default=2000, help="optimization-set size (loss for U)")
     p.add_argument("--n-test", type=int, default=1000, help="held-out test-set size")
     p.add_argument("--split-seed", type=int, default=0, help="seed of the data split")
-    p.add_argument("--steps", type=int, default=250, help="Adam steps on U")
-    p.add_argument("--learning-rate", type=float, default=0.1, help="Adam learning rate")
+    p.add_argument(
+        "--steps", type=int, default=None, help="Adam steps on U (default 250; local: 20)"
+    )
+    p.add_argument(
+        "--learning-rate", type=float, default=None,
+        help="Adam learning rate (default 0.1; local: 0.01)",
+    )  # fmt: skip
     p.add_argument(
         "--lr-schedule", choices=["cosine", "constant"], default="cosine",
         help="learning rate over the steps: constant, or cosine decay to zero",
@@ -83,14 +114,20 @@ def _add_train(sub) -> None:
         help="once U is learned, choose the regulariser of the final solve (the learned one "
         "times 3 ... 0.03) on the crystals the split leaves in no set",
     )  # fmt: skip
-    p.add_argument("--zeta", type=int, default=3, help="polynomial kernel exponent")
+    p.add_argument(
+        "--zeta", type=int, default=None, help="polynomial kernel exponent (default 3; local: 2)"
+    )
     p.add_argument(
         "--regularizer", type=float, default=1e-3,
         help="relative KRR regulariser (starting value: it is learned unless --fixed-regularizer)",
     )  # fmt: skip
     p.add_argument("--fixed-regularizer", action="store_true", help="do not learn the regulariser")
     p.add_argument("--solver", choices=["full", "sparse"], default="full")
-    p.add_argument("--n-support", type=int, default=1500, help="support points (sparse solver)")
+    p.add_argument(
+        "--n-support", type=int, default=None,
+        help="support points: structures of the sparse solver (default 1500), or "
+        "environments of a local potential (default 500)",
+    )  # fmt: skip
     p.add_argument("--gradient-flow", choices=["full", "detach"], default="full")
     p.add_argument(
         "--rotation", choices=["auto", "on", "off"], default="auto",
@@ -123,7 +160,10 @@ def _add_train(sub) -> None:
     p.add_argument(
         "--max-angular", type=int, default=basis["max_angular"], help="largest angular momentum"
     )
-    p.add_argument("--data", default=None, help="elpasolites.csv / train_set.pkl or its folder")
+    p.add_argument(
+        "--data", default=None,
+        help="elpasolites.csv / train_set.pkl or its folder; local: the labelled structure file",
+    )  # fmt: skip
     p.add_argument("--device", default=None, help="torch device, e.g. cuda")
     p.add_argument("--out", default="model.pt", help="model file to write")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -144,6 +184,32 @@ def _scaling(text: str) -> dict | None:
     return {"type": "Willatt2018", "rate": rate, "scale": scale, "exponent": int(exponent)}
 
 
+def _cmd_train_local(args, hypers) -> int:
+    from .potential_training import train_potential
+
+    if args.data is None:
+        raise ValueError("--kernel local needs --data: a structure file with energies")
+    if isinstance(hypers, list):
+        raise ValueError("--kernel local takes one --cutoff")
+    _, report = train_potential(
+        args.data, forces=args.forces, stress=args.stress, out=args.out,
+        solve_on_opt=args.solve_on_opt,
+        d_j=args.d_j, hypers=hypers, zeta=args.zeta or 2, n_support=args.n_support or 500,
+        baseline=args.baseline, energy_sigma=args.energy_sigma, force_sigma=args.force_sigma,
+        n_steps=20 if args.steps is None else args.steps,
+        learning_rate=args.learning_rate or 0.01, lr_schedule=args.lr_schedule,
+        rotation={"auto": "auto", "on": True, "off": False}[args.rotation], n_folds=args.n_folds,
+        init=args.init, seed=args.seed, device=args.device, progress=not args.quiet,
+    )  # fmt: skip
+    test = report["test"]
+    print(f"saved {args.out}")
+    print(f"test energy MAE {1000 * test['energy_mae']:.1f} meV/atom  (n_test={test['n']})")
+    if "force_mae" in test:
+        print(f"test force MAE  {test['force_mae']:.3f} eV/A")
+    print(f"fit time  {report['fit_time_s']:.1f} s")
+    return 0
+
+
 def _cmd_train(args) -> int:
     from .hypers import multiscale_hypers
     from .training import train_elpasolite_model
@@ -152,14 +218,19 @@ def _cmd_train(args) -> int:
         args.cutoff, max_radial=args.max_radial, max_angular=args.max_angular,
         scaling=_scaling(args.radial_scaling),
     )  # fmt: skip
+    if args.kernel == "local":
+        return _cmd_train_local(args, hypers)
+    if args.forces or args.stress:
+        raise ValueError("--forces / --stress fit a local potential: add --kernel local")
     _, report = train_elpasolite_model(
         n_train=args.n_train, n_opt=args.n_opt, n_test=args.n_test,
         split_seed=args.split_seed, data=args.data, out=args.out,
         refit_on_opt=args.refit_on_opt, refit_on_all=args.refit_on_all,
         choose_regularizer=args.choose_regularizer,
-        d_j=args.d_j, hypers=hypers, zeta=args.zeta, normalization=args.normalization,
-        regularizer=args.regularizer, solver=args.solver, n_support=args.n_support,
-        gradient_flow=args.gradient_flow, n_steps=args.steps, learning_rate=args.learning_rate,
+        d_j=args.d_j, hypers=hypers, zeta=args.zeta or 3, normalization=args.normalization,
+        regularizer=args.regularizer, solver=args.solver, n_support=args.n_support or 1500,
+        gradient_flow=args.gradient_flow, n_steps=250 if args.steps is None else args.steps,
+        learning_rate=args.learning_rate or 0.1,
         lr_schedule=args.lr_schedule,
         learn_regularizer=not args.fixed_regularizer and args.gradient_flow == "full",
         step_train_size=args.step_train_size or None,
@@ -210,11 +281,35 @@ def _cmd_refit(args) -> int:
     return 0
 
 
+def _cmd_evaluate_local(model, args) -> int:
+    from .datasets import read_structures
+
+    if args.data is None:
+        raise ValueError("evaluating a local potential needs --data: a labelled structure file")
+    frames = read_structures(args.data)
+    score = model.score(frames)
+    print(f"energy MAE  {1000 * score['energy_mae']:.1f} meV/atom  "
+          f"RMSE {1000 * score['energy_rmse']:.1f} meV/atom  (n={score['n']})")  # fmt: skip
+    if "force_mae" in score:
+        print(f"force MAE   {score['force_mae']:.3f} eV/A  RMSE {score['force_rmse']:.3f} eV/A")
+    if "stress_mae" in score:
+        print(f"stress MAE  {score['stress_mae']:.4f} eV/A^3")
+    if args.plot:
+        from .plots import save_parity_plot
+
+        print(f"saved {save_parity_plot(model, frames, args.plot)}")
+    return 0
+
+
 def _cmd_evaluate(args) -> int:
-    from .model import load_model
+    from .registry import load_model
     from .training import evaluate_on_test_split
 
     model = load_model(args.model, device=args.device)
+    if model.kind == "local":
+        return _cmd_evaluate_local(model, args)
+    if args.plot:
+        raise ValueError("--plot draws the parity of a local potential on --data")
     result = evaluate_on_test_split(model, data=args.data)
     print(f"test MAE  {result['test_mae_ev_per_atom']:.4f} eV/atom  (n_test={result['n_test']})")
     print(f"test RMSE {result['test_rmse_ev_per_atom']:.4f} eV/atom")
@@ -225,7 +320,7 @@ def _cmd_evaluate(args) -> int:
 
 def _cmd_predict(args) -> int:
     from .datasets import read_frames
-    from .model import load_model
+    from .registry import load_model
 
     model = load_model(args.model, device=args.device)
     frames = read_frames(args.structures)
@@ -353,9 +448,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="model file to write")
     p.add_argument("--data", default=None, help="data file or folder")
     p.add_argument("--device", default=None, help="torch device")
-    p = sub.add_parser("evaluate", help="MAE/RMSE of a model on its held-out test split")
+    p = sub.add_parser(
+        "evaluate",
+        help="MAE/RMSE of a model on its held-out test split (a local potential: on --data)",
+    )
     p.add_argument("model", help="model file")
-    p.add_argument("--data", default=None, help="data file or folder")
+    p.add_argument(
+        "--data", default=None,
+        help="data file or folder; for a local potential the labelled structures to score",
+    )  # fmt: skip
+    p.add_argument("--plot", default=None, help="local: save energy and force parity plots")
     p.add_argument("--device", default=None, help="torch device")
     p = sub.add_parser("predict", help="energies of structures read by ase.io (CSV out)")
     p.add_argument("model", help="model file")

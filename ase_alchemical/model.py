@@ -241,6 +241,15 @@ class AlchemicalKRR:
         """Number of scales (hypers dicts) of the kernel."""
         return len(hypers_list(self.hypers))
 
+    #: One feature vector per structure: no per-atom energies.
+    kind = "structure"
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """Floating dtype of the fitted tensors."""
+        self._check_fitted()
+        return self.state_.weights.dtype
+
     @property
     def torch_device(self) -> torch.device:
         """The torch device of the model's tensors (``device`` resolved)."""
@@ -617,6 +626,10 @@ def load_model(path: str | os.PathLike, device: str | torch.device | None = None
     """
     path = Path(path)
     data = read_model_file(path)
+    if data["params"].get("kernel") == "local":
+        raise ModelFileError(
+            f"{path} holds a local potential: load it with ase_alchemical.load_model"
+        )
     try:
         params = data["params"]
         if params.get("init") == "array":

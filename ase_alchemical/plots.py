@@ -15,10 +15,12 @@ from ase.data import atomic_numbers, chemical_symbols
 __all__ = [
     "aligned_u",
     "calibration_curve",
+    "parity",
     "periodic_table_position",
     "plot_calibration",
     "plot_elements",
     "plot_periodic_table",
+    "save_parity_plot",
 ]
 
 
@@ -182,3 +184,44 @@ def plot_calibration(errors, sigmas, ax=None, label: str | None = None):
         xlim=(0, 1), ylim=(0, 1), aspect="equal",
     )  # fmt: skip
     return ax
+
+
+def parity(ax, reference, predicted, label: str, unit: str) -> None:
+    """One parity panel: predicted against reference, the diagonal, and the MAE."""
+    reference, predicted = np.asarray(reference).ravel(), np.asarray(predicted).ravel()
+    lo = float(min(reference.min(), predicted.min()))
+    hi = float(max(reference.max(), predicted.max()))
+    ax.plot([lo, hi], [lo, hi], color="0.6", lw=1)
+    ax.scatter(reference, predicted, s=6, alpha=0.6)
+    mae = float(np.abs(predicted - reference).mean())
+    ax.set_xlabel(f"reference {label} ({unit})")
+    ax.set_ylabel(f"predicted {label} ({unit})")
+    ax.set_title(f"{label}: MAE {mae:.3g} {unit}")
+
+
+def save_parity_plot(model, frames, path):
+    """Energy-per-atom and force-component parity plots of a local potential on labelled
+    ``frames``, saved to ``path`` (atomically); returns the path."""
+    from matplotlib.figure import Figure
+
+    from .fileio import atomic_write
+    from .targets import LabelError, forces_of, per_atom_energies
+
+    frames = list(frames)
+    try:
+        forces = forces_of(frames)
+    except LabelError:
+        forces = None
+    n_atoms = np.array([len(a) for a in frames], dtype=float)
+    fig = Figure(figsize=(9, 4) if forces is not None else (4.5, 4))
+    axes = fig.subplots(1, 2 if forces is not None else 1, squeeze=False)
+    if forces is None:
+        energies = model.predict(frames)
+    else:
+        energies, gradients, _ = model.energy_and_derivatives(frames, strain=False)
+        predicted = np.concatenate([-g.ravel() for g in gradients])
+        parity(axes[0, 1], np.concatenate([f.ravel() for f in forces]), predicted, "force",
+               "eV/Å")  # fmt: skip
+    parity(axes[0, 0], per_atom_energies(frames), energies / n_atoms, "energy", "eV/atom")
+    fig.tight_layout()
+    return atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))

@@ -1,5 +1,6 @@
 """Registry of the models shipped inside the package: names, files, and resolving a
-name, a path or a model object to a fitted model."""
+name, a path or a model object to a fitted model of either kind (structure kernel or
+local potential)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,15 @@ from pathlib import Path
 
 import torch
 
-from .model import AlchemicalKRR, load_model
+from . import model as _structure
+from .model import AlchemicalKRR
+from .potential import AlchemicalPotential, load_potential
+from .serialization import read_model_file
 
 __all__ = [
     "DEFAULT_MODEL",
     "available_models",
+    "load_model",
     "model_path",
     "resolve_model",
     "resolve_model_path",
@@ -48,11 +53,35 @@ def resolve_model_path(model: str | os.PathLike | None = None) -> Path:
     raise FileNotFoundError(f"model file {model} does not exist")
 
 
-def resolve_model(model=None, device: str | torch.device | None = None) -> AlchemicalKRR:
+def load_model(
+    path: str | os.PathLike, device: str | torch.device | None = None
+) -> AlchemicalKRR | AlchemicalPotential:
+    """Load a model file of either kind: an :class:`AlchemicalKRR` (structure kernel) or
+    an :class:`AlchemicalPotential` (local), as the file says.
+
+    Raises
+    ------
+    FileNotFoundError
+        The file does not exist.
+    ase_alchemical.serialization.ModelFileError
+        The file is not an ase-alchemical model, is truncated or corrupted, or was
+        written by an incompatible format version.
+    """
+    if read_model_file(path)["params"].get("kernel") == "local":
+        return load_potential(path, device=device)
+    return _structure.load_model(path, device=device)
+
+
+def resolve_model(
+    model=None, device: str | torch.device | None = None
+) -> AlchemicalKRR | AlchemicalPotential:
     """A fitted model from ``None`` (the shipped default), a shipped name, a file or itself
     (a model object is returned as it is, on its own device)."""
-    if isinstance(model, AlchemicalKRR):
+    if isinstance(model, (AlchemicalKRR, AlchemicalPotential)):
         return model
     if model is None or isinstance(model, (str, os.PathLike)):
         return load_model(resolve_model_path(model), device=device)
-    raise TypeError(f"model must be None, a name, a path or an AlchemicalKRR, not {type(model)}")
+    raise TypeError(
+        "model must be None, a name, a path, an AlchemicalKRR or an AlchemicalPotential, "
+        f"not {type(model)}"
+    )

@@ -1,6 +1,8 @@
-"""The fitted state of an :class:`~ase_alchemical.model.AlchemicalKRR`, defined once.
+"""The fitted states of the models, each defined once.
 
-Everything a fit produces is one :class:`FittedState`; saving, loading, moving to a
+Everything an :class:`~ase_alchemical.model.AlchemicalKRR` fit produces is one
+:class:`FittedState`; everything an :class:`~ase_alchemical.potential.AlchemicalPotential`
+fit produces is one :class:`PotentialState`. Saving, loading, moving to a
 device and the model's fitted attributes (``model.weights_`` ...) all go over its fields,
 so a new field needs only its line here.
 """
@@ -16,7 +18,7 @@ from ase import Atoms
 from .compression import AlchemicalCompression
 from .targets import TargetScaler
 
-__all__ = ["FittedState", "bare_copies"]
+__all__ = ["FittedState", "PotentialState", "bare_copies"]
 
 
 def _derived(default=None):
@@ -121,6 +123,60 @@ class FittedState:
             if isinstance(value, torch.Tensor):
                 cast = dtype if value.is_floating_point() else None
                 setattr(self, f.name, value.to(device=device, dtype=cast))
+
+
+@dataclass
+class PotentialState:
+    """Everything :meth:`AlchemicalPotential.fit` learns; saved and loaded as one.
+
+    Attributes
+    ----------
+    compression
+        The learned species compression U (saved as ``species`` and ``U``).
+    weights
+        GPR weights of the support environments.
+    support_coefficients
+        Compressed expansion coefficients of the support environments, (M, Q): each l's
+        ``(2l + 1, d_J N)`` block flattened, l after l. Their features are rebuilt from
+        them at load, with no featomic call.
+    support_centers
+        Atomic number of each support environment's central atom.
+    reference_energies
+        Per-element reference energies e0 (eV), in the row order of U.
+    energy_scale
+        delta, the prior energy scale of the local term (eV/atom).
+    sigmas
+        Energy (eV/atom), force (eV/Å) and virial (eV/atom) noise of the solve.
+    precision
+        ``A = K_MM + Phi^T Phi``, the posterior precision of the weights (for the
+        predictive variance).
+    uncertainty_scale
+        Calibration factor of the predictive variance, or ``None``.
+    loss_history, best_step, optimization, metadata, fit_time
+        As in :class:`FittedState`.
+    support_features
+        (M, F) features of the support environments (rebuilt at load).
+    """
+
+    compression: AlchemicalCompression
+    weights: torch.Tensor
+    support_coefficients: torch.Tensor
+    support_centers: torch.Tensor
+    reference_energies: torch.Tensor
+    energy_scale: float
+    sigmas: list
+    precision: torch.Tensor
+    uncertainty_scale: float | None = None
+    loss_history: list[dict] = field(default_factory=list)
+    best_step: int | None = None
+    optimization: dict = field(default_factory=dict)
+    metadata: dict = field(default_factory=dict)
+    fit_time: float | None = None
+    support_features: torch.Tensor | None = _derived()
+
+    from_saved = classmethod(FittedState.from_saved.__func__)
+    saved = FittedState.saved
+    to = FittedState.to
 
 
 #: Model attributes (``name_``) that are fields of the fitted state under another name.

@@ -1,7 +1,11 @@
-"""Targets: the energies a model learns, read from structures, and their standardisation.
+"""Targets: the labels a model learns, read from structures, and their standardisation.
 
-A structure's label is its total energy in eV, ``atoms.info["energy"]``; models learn the
-energy per atom, standardised to zero mean and unit variance over the training set.
+A structure's energy label is its total energy in eV, ``atoms.info["energy"]``; the
+structure model learns the energy per atom, standardised to zero mean and unit variance
+over the training set. Force labels (eV/Å) are ``atoms.arrays["forces"]`` and stress
+labels (eV/Å^3, ASE's Voigt order and sign) ``atoms.info["stress"]``
+(:func:`ase_alchemical.datasets.read_structures` puts them there), or the results of a
+single-point calculator attached to the structure.
 """
 
 from __future__ import annotations
@@ -13,7 +17,18 @@ import numpy as np
 import torch
 from ase import Atoms
 
-__all__ = ["TargetScaler", "per_atom_energies", "total_energies"]
+__all__ = [
+    "LabelError",
+    "TargetScaler",
+    "forces_of",
+    "per_atom_energies",
+    "stresses_of",
+    "total_energies",
+]
+
+
+class LabelError(ValueError):
+    """A structure lacks a label a fit asks for, or the label is malformed."""
 
 
 def total_energies(frames: Sequence[Atoms], key: str = "energy") -> np.ndarray:
@@ -27,12 +42,12 @@ def total_energies(frames: Sequence[Atoms], key: str = "energy") -> np.ndarray:
     out = []
     for i, atoms in enumerate(frames):
         if key not in atoms.info:
-            raise ValueError(f"structure {i} has no info[{key!r}] (total energy in eV)")
+            raise LabelError(f"structure {i} has no info[{key!r}] (total energy in eV)")
         out.append(float(atoms.info[key]))
     energies = np.asarray(out, dtype=float)
     bad = np.flatnonzero(~np.isfinite(energies))
     if len(bad):
-        raise ValueError(f"energies of structures {bad[:5].tolist()} are NaN or inf")
+        raise LabelError(f"energies of structures {bad[:5].tolist()} are NaN or inf")
     return energies
 
 
@@ -73,3 +88,77 @@ class TargetScaler:
         """Standardised per-atom energies of ``frames`` as a float64 tensor."""
         y = torch.as_tensor(per_atom_energies(frames), dtype=torch.float64, device=device)
         return self.transform(y)
+
+
+def _calc_result(atoms: Atoms, name: str):
+    calc = atoms.calc
+    results = getattr(calc, "results", None) or {}
+    return results.get(name)
+
+
+def forces_of(frames: Sequence[Atoms], key: str = "forces") -> list[np.ndarray]:
+    """Force labels (eV/Å), one (n_atoms, 3) array per structure, checked.
+
+    Read from ``atoms.arrays[key]``, else from the structure's single-point calculator.
+
+    Raises
+    ------
+    LabelError
+        A structure has no forces, forces of the wrong shape, or NaN/inf values.
+    """
+    out = []
+    for i, atoms in enumerate(frames):
+        forces = atoms.arrays.get(key)
+        if forces is None:
+            forces = _calc_result(atoms, "forces")
+        if forces is None:
+            raise LabelError(
+                f"structure {i} ({atoms.get_chemical_formula()}) has no forces "
+                f"(arrays[{key!r}] or a calculator result); fit with forces=False or "
+                "add them"
+            )
+        forces = np.asarray(forces, dtype=float)
+        if forces.shape != (len(atoms), 3):
+            raise LabelError(
+                f"structure {i} has forces of shape {forces.shape} for {len(atoms)} atoms"
+            )
+        if not np.all(np.isfinite(forces)):
+            raise LabelError(f"structure {i} has NaN or inf forces")
+        out.append(forces)
+    return out
+
+
+def stresses_of(frames: Sequence[Atoms], key: str = "stress") -> np.ndarray:
+    """Stress labels (eV/Å^3, Voigt xx yy zz yz xz xy, ASE's sign), (S, 6), checked.
+
+    Read from ``atoms.info[key]`` (6 Voigt or 3 x 3 values), else from the structure's
+    single-point calculator.
+
+    Raises
+    ------
+    LabelError
+        A structure is not 3D-periodic, has no stress, or a malformed one.
+    """
+    from ase.stress import full_3x3_to_voigt_6_stress
+
+    out = []
+    for i, atoms in enumerate(frames):
+        if not atoms.pbc.all():
+            raise LabelError(f"structure {i} is not 3D-periodic: it has no stress")
+        stress = atoms.info.get(key)
+        if stress is None:
+            stress = _calc_result(atoms, "stress")
+        if stress is None:
+            raise LabelError(
+                f"structure {i} ({atoms.get_chemical_formula()}) has no stress "
+                f"(info[{key!r}] or a calculator result); fit with stress=False or add it"
+            )
+        stress = np.asarray(stress, dtype=float)
+        if stress.shape == (3, 3):
+            stress = full_3x3_to_voigt_6_stress(stress)
+        if stress.shape != (6,):
+            raise LabelError(f"structure {i} has a stress of shape {stress.shape}: give 6 or 3x3")
+        if not np.all(np.isfinite(stress)):
+            raise LabelError(f"structure {i} has a NaN or inf stress")
+        out.append(stress)
+    return np.asarray(out)

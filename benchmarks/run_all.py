@@ -40,6 +40,7 @@ BENCHMARKS = {
     "refit": ("refit.py", ["--quick"], True),
     "schedule": ("schedule.py", ["--quick"], True),
     "small_data": ("small_data.py", ["--quick"], True),
+    "potential_hea": ("potential_hea.py", ["--quick"], True),
     # full size these are meant for a GPU (minutes on an H100; hours on 2 CPU cores)
     "model_search": ("model_search.py", ["--quick", "--only", "d_J 4", "d_J 8"], True),
     "model_search_seeds": (

@@ -1,0 +1,427 @@
+"""Fitting the local potential: reference energies, support environments, the weighted
+sparse GPR solve on energies, forces and stress, and the optimization of U.
+
+The weights solve the projected-process (subset-of-regressors) problem of GAP,
+
+    min_w  sum_s (e_s - delta k_s w)^2 / sigma_E^2 + sum_f (F_f - delta K_f w)^2 / sigma_F^2
+           + sum_v (v_v - delta K_v w)^2 / sigma_S^2 + w^T K_MM w
+
+where e_s is structure s's energy per atom after the per-element reference energies,
+k_s its mean environment-kernel row, K_f the force rows (minus the derivatives of the
+kernel sums), v_v the virial per atom (stress times volume over the number of atoms) and
+delta the energy scale of the prior: ``w = (K_MM + Phi^T Phi)^-1 Phi^T t`` with the rows
+``Phi`` and targets ``t`` divided by their sigmas (:func:`solve_weights`).
+
+U is learned as for the structure model: every step builds the rows from the current U,
+solves for w (differentiably) and takes an Adam step on the loss of held-out structures,
+energies and forces (:func:`optimize_potential_u`).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from .compression import AlchemicalCompression
+from .environments import Environments
+from .kernels import farthest_point_sampling
+from .local_kernel import (
+    derivative_rows,
+    energy_and_gradients,
+    environment_features,
+    kernel_rows,
+)
+
+__all__ = [
+    "Labels",
+    "LocalProblem",
+    "StructureData",
+    "concatenate_rows",
+    "reference_energies",
+    "select_support",
+    "solve_weights",
+    "held_out_loss",
+    "optimize_potential_u",
+]
+
+_VOIGT = [0, 4, 8, 5, 2, 1]  # xx yy zz yz xz xy in a flattened 3 x 3
+
+
+@dataclass
+class Labels:
+    """Labels of one structure: total energy (eV), forces (eV/Å), stress (eV/Å^3)."""
+
+    energy: float
+    forces: torch.Tensor | None = None
+    stress: torch.Tensor | None = None
+    volume: float | None = None
+
+
+@dataclass
+class StructureData:
+    """One structure's environments and labels."""
+
+    env: Environments
+    labels: Labels
+    n_atoms: int
+    reference: float = 0.0  # sum of the reference energies of its atoms
+    counts: torch.Tensor | None = None  # atoms of each element (in U's row order)
+
+    @property
+    def residual_per_atom(self) -> float:
+        return (self.labels.energy - self.reference) / self.n_atoms
+
+
+def reference_energies(
+    counts: np.ndarray, energies: np.ndarray, ridge: float = 1e-8
+) -> np.ndarray:
+    """Per-element reference energies e0 by least squares on element counts.
+
+    ``counts`` (S, n_species), ``energies`` (S,) totals: minimises
+    ``|counts e0 - energies|^2 + ridge |e0|^2`` (the tiny ridge fixes elements whose
+    counts are collinear, e.g. always in equal numbers).
+    """
+    a = counts.T @ counts + ridge * np.eye(counts.shape[1]) * max(np.trace(counts.T @ counts), 1)
+    return np.linalg.solve(a, counts.T @ energies)
+
+
+def concatenate_rows(parts: Sequence[tuple[Environments, torch.Tensor]]) -> Environments:
+    """The given rows of several environment batches as one (no derivatives), padding
+    their local-type axes to the largest K."""
+    k = max(env.species.shape[1] for env, _ in parts)
+    coefficients, species, centers = None, [], []
+    for env, rows in parts:
+        pad = k - env.species.shape[1]
+        cs = [c[rows] for c in env.coefficients]
+        if pad:
+            cs = [torch.nn.functional.pad(c, (0, 0, 0, pad)) for c in cs]
+        coefficients = cs if coefficients is None else [
+            torch.cat([a, b]) for a, b in zip(coefficients, cs)
+        ]  # fmt: skip
+        species.append(torch.nn.functional.pad(env.species[rows], (0, pad)))
+        centers.append(env.centers[rows])
+    species = torch.cat(species)
+    n = len(species)
+    idx = torch.arange(n, device=species.device)
+    return Environments(
+        coefficients, species, torch.cat(centers), idx, idx,
+        torch.ones(n, dtype=torch.long, device=species.device),
+    )  # fmt: skip
+
+
+def select_support(
+    x: torch.Tensor, centers: torch.Tensor, m: int, per_element: bool = True
+) -> torch.Tensor:
+    """``m`` support environments by farthest-point sampling on their features.
+
+    With ``per_element`` each central element gets a share of ``m`` in proportion to its
+    number of environments (at least one each), picked by FPS among its own: rare
+    elements keep support points that a global FPS could leave out.
+    """
+    n = x.shape[0]
+    m = min(int(m), n)
+    if not per_element:
+        return farthest_point_sampling(x, m)
+    elements, counts = torch.unique(centers, return_counts=True)
+    if m < len(elements):
+        return farthest_point_sampling(x, m)
+    share = np.maximum(1, np.floor(counts.cpu().numpy() / n * m)).astype(int)
+    order = np.argsort(-counts.cpu().numpy())
+    i = 0
+    while share.sum() < m:  # hand out what the rounding left, largest first
+        j = order[i % len(order)]
+        if share[j] < counts[j]:
+            share[j] += 1
+        i += 1
+    chosen = []
+    for element, k in zip(elements.tolist(), share.tolist()):
+        idx = (centers == element).nonzero().squeeze(1)
+        k = min(k, len(idx))
+        chosen.append(idx[farthest_point_sampling(x[idx], k).to(idx.device)])
+    return torch.cat(chosen)
+
+
+@dataclass
+class LocalProblem:
+    """What the rows of a solve depend on: U, the support environments, the kernel."""
+
+    compression: AlchemicalCompression
+    support_env: Environments
+    zeta: int
+    energy_scale: float
+    sigmas: tuple[float, float, float]  # energy (eV/atom), force (eV/Å), virial (eV/atom)
+    use_forces: bool = True
+    use_stress: bool = False
+    block_rows: int = 48
+    #: Prior standard deviation (eV) of corrections to the reference energies solved
+    #: together with the weights (``None``: the reference energies stay fixed).
+    e0_prior: float | None = None
+
+    def prior_precision(self, k_mm: torch.Tensor) -> torch.Tensor:
+        """The prior precision of the solved parameters: K_MM for the weights, and
+        1 / e0_prior^2 for each reference-energy correction."""
+        if self.e0_prior is None:
+            return k_mm
+        n = len(self.compression.species)
+        out = k_mm.new_zeros((k_mm.shape[0] + n, k_mm.shape[0] + n))
+        out[: k_mm.shape[0], : k_mm.shape[0]] = k_mm
+        eye = torch.eye(n, dtype=k_mm.dtype, device=k_mm.device)
+        out[k_mm.shape[0] :, k_mm.shape[0] :] = eye / self.e0_prior**2
+        return out
+
+    def split(self, solved: torch.Tensor, n_support: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(kernel weights, reference-energy corrections) of a solved vector."""
+        if self.e0_prior is None:
+            return solved, solved.new_zeros(len(self.compression.species))
+        return solved[:n_support], solved[n_support:]
+
+    def support_features(self, u: torch.Tensor | None = None) -> torch.Tensor:
+        return environment_features(self.support_env, self.compression, u)
+
+    def rows(
+        self,
+        data: StructureData,
+        x_support: torch.Tensor,
+        u: torch.Tensor | None = None,
+        forces: bool | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Weighted design rows and targets of one structure (energy, forces, stress)."""
+        forces = self.use_forces if forces is None else forces
+        stress = self.use_stress and data.labels.stress is not None
+        sig_e, sig_f, sig_s = self.sigmas
+        delta = self.energy_scale
+        env = data.env
+        x = environment_features(env, self.compression, u)
+        k = kernel_rows(x, x_support, self.zeta).sum(0) / data.n_atoms
+        rows = [k[None] * (delta / sig_e)]
+        targets = [x.new_tensor([data.residual_per_atom / sig_e])]
+        extra = 0 if self.e0_prior is None else len(self.compression.species)
+        if forces or stress:
+            d_pos, d_strain = derivative_rows(
+                env, self.compression, x_support, self.zeta, u, self.block_rows, strain=stress
+            )
+            if forces:
+                rows.append(-d_pos.flatten(0, 1) * (delta / sig_f))
+                targets.append(data.labels.forces.to(x).flatten() / sig_f)
+            if stress:
+                virial = d_strain[0][_VOIGT] / data.n_atoms
+                rows.append(virial * (delta / sig_s))
+                v = data.labels.stress.to(x) * data.labels.volume / data.n_atoms
+                targets.append(v / sig_s)
+        if extra:  # the reference-energy corrections act on the energy row only
+            counts = data.counts.to(x)[None] / data.n_atoms / sig_e
+            rows = [torch.cat([r, counts if i == 0 else r.new_zeros((len(r), extra))], 1)
+                    for i, r in enumerate(rows)]  # fmt: skip
+        return torch.cat(rows), torch.cat(targets)
+
+
+def solve_weights(
+    k_mm: torch.Tensor, normal: torch.Tensor, rhs: torch.Tensor, jitter: float = 1e-8
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``w = (K_MM + Phi^T Phi)^-1 Phi^T t`` from ``normal = Phi^T Phi`` and ``rhs``.
+
+    Returns the weights and the matrix ``A = K_MM + Phi^T Phi`` (with its jitter), the
+    posterior precision the predictive variance needs.
+    """
+    a = k_mm + normal
+    eye = torch.eye(a.shape[0], dtype=a.dtype, device=a.device)
+    scale = a.diagonal().mean().detach()
+    for attempt in range(6):
+        a_j = a + (jitter * 10**attempt) * scale * eye
+        factor, info = torch.linalg.cholesky_ex(a_j)
+        if int(info) == 0:
+            return torch.cholesky_solve(rhs.unsqueeze(-1), factor).squeeze(-1), a_j
+    raise torch.linalg.LinAlgError(
+        "the GPR normal matrix is not positive definite even with jitter: raise the sigmas"
+    )
+
+
+def normal_equations(
+    problem: LocalProblem,
+    structures: Sequence[StructureData],
+    x_support: torch.Tensor,
+    u: torch.Tensor | None = None,
+    force_subset: set[int] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``Phi^T Phi`` and ``Phi^T t`` over structures (force rows of all, or only of the
+    structures in ``force_subset``)."""
+    m = x_support.shape[0] + (0 if problem.e0_prior is None else len(problem.compression.species))
+    normal = x_support.new_zeros((m, m))
+    rhs = x_support.new_zeros(m)
+    for i, data in enumerate(structures):
+        forces = problem.use_forces and (force_subset is None or i in force_subset)
+        rows, targets = problem.rows(data, x_support, u, forces=forces)
+        normal = normal + rows.T @ rows
+        rhs = rhs + rows.T @ targets
+        if progress is not None:
+            progress(1)
+    return normal, rhs
+
+
+def atomic_energy_fn(
+    compression: AlchemicalCompression,
+    x_support: torch.Tensor,
+    weights: torch.Tensor,
+    zeta: int,
+    energy_scale: float,
+    e0: torch.Tensor,
+    u: torch.Tensor | None = None,
+) -> Callable[[Environments], torch.Tensor]:
+    """``env -> (rows,)`` atomic energies ``e0(a_i) + delta k(x_i, X_M) w``."""
+
+    def energy(env: Environments) -> torch.Tensor:
+        x = environment_features(env, compression, u)
+        local = kernel_rows(x, x_support, zeta) @ weights * energy_scale
+        return local + e0[compression.rows(env.centers)]
+
+    return energy
+
+
+def held_out_loss(
+    problem: LocalProblem,
+    solve_on: Sequence[StructureData],
+    held: Sequence[StructureData],
+    e0: torch.Tensor,
+    u: torch.Tensor,
+    force_subset: set[int] | None = None,
+    use_forces: bool = True,
+    force_weight: float = 1.0,
+    var_e: float = 1.0,
+    var_f: float = 1.0,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The loss of one optimization step as a differentiable function of ``u``: weights
+    solved on ``solve_on`` (force rows of ``force_subset`` only, if given), errors on
+    ``held`` (energies per atom over ``var_e``, force components over ``var_f``).
+
+    Returns (loss, energy term, force term).
+    """
+    x_support = problem.support_features(u)
+    k_mm = kernel_rows(x_support, x_support, problem.zeta)
+    normal, rhs = normal_equations(problem, solve_on, x_support, u, force_subset)
+    solved, _ = solve_weights(problem.prior_precision(k_mm), normal, rhs)
+    weights, correction = problem.split(solved, len(x_support))
+    e0 = e0 + torch.cat([correction, correction.new_zeros(1)])
+    energy_fn = atomic_energy_fn(
+        problem.compression, x_support, weights, problem.zeta, problem.energy_scale, e0, u
+    )
+    loss_e, loss_f = x_support.new_zeros(()), x_support.new_zeros(())
+    n_f = 0
+    for data in held:
+        if use_forces:
+            _, total, grad, _ = energy_and_gradients(data.env, energy_fn, create_graph=True)
+            loss_f = loss_f + (-grad - data.labels.forces.to(grad)).pow(2).sum()
+            n_f += grad.numel()
+        else:
+            total = energy_fn(data.env).sum()[None]
+        err = (total[0] - data.labels.energy) / data.n_atoms
+        loss_e = loss_e + err.pow(2)
+    loss_e = loss_e / len(held) / var_e
+    loss_f = loss_f / max(n_f, 1) / var_f
+    loss = loss_e + force_weight * loss_f if use_forces else loss_e
+    return loss, loss_e, loss_f
+
+
+@dataclass
+class PotentialOptimization:
+    """The record of an optimization of U for the local potential."""
+
+    best_step: int | None
+    history: list[dict] = field(default_factory=list)
+    rotated: bool = False
+    n_folds: int = 1
+    U: torch.Tensor | None = None
+
+
+def optimize_potential_u(
+    problem: LocalProblem,
+    train: Sequence[StructureData],
+    opt: Sequence[StructureData],
+    e0: torch.Tensor,
+    *,
+    n_steps: int,
+    learning_rate: float,
+    lr_schedule: str,
+    force_weight: float,
+    step_force_structures: int | None,
+    rotation: bool,
+    n_folds: int,
+    seed: int,
+    progress: bool = False,
+) -> PotentialOptimization:
+    """Adam on U: each step solves for the weights on the training structures (energies
+    of all, force rows of ``step_force_structures`` drawn at random) with the current U
+    and takes the loss on the held-out ones,
+
+        loss = mean((e_pred - e)^2) / var_e + force_weight * mean((F_pred - F)^2) / var_F
+
+    (energies per atom, forces per component, each over its variance in the training
+    labels), gradients flowing through the solve. With ``rotation`` the training and
+    held-out roles rotate over ``n_folds`` folds of their union (step t holds out fold
+    t mod k) and the U kept ends the window of k steps with the lowest mean loss;
+    otherwise the U of the step with the lowest held-out loss is kept.
+    """
+    from tqdm.auto import tqdm
+
+    compression = problem.compression
+    u = torch.nn.Parameter(compression.U.detach().clone())
+    optimizer = torch.optim.Adam([u], lr=learning_rate)
+    pool = list(train) + list(opt)
+    generator = np.random.default_rng(seed)
+    if rotation:
+        perm = generator.permutation(len(pool))
+        folds = [perm[f::n_folds] for f in range(n_folds)]
+    residual = np.array([d.residual_per_atom for d in train])
+    var_e = float(residual.var()) or 1.0
+    use_forces = problem.use_forces and all(d.labels.forces is not None for d in pool)
+    var_f = 1.0
+    if use_forces:
+        var_f = float(torch.cat([d.labels.forces.flatten() for d in train]).pow(2).mean()) or 1.0
+    history: list[dict] = []
+    best = (math.inf, None, compression.U.detach().clone())
+    window: list[float] = []
+    bar = tqdm(range(n_steps), desc="optimizing U", unit="step", disable=not progress)
+    for step in bar:
+        t0 = time.perf_counter()
+        if rotation:
+            held_idx = folds[step % n_folds]
+            held = [pool[i] for i in held_idx]
+            solve_on = [pool[i] for i in range(len(pool)) if i not in set(held_idx.tolist())]
+        else:
+            held, solve_on = list(opt), list(train)
+        subset = None
+        if step_force_structures is not None and step_force_structures < len(solve_on):
+            subset = set(generator.choice(len(solve_on), step_force_structures, replace=False)
+                         .tolist())  # fmt: skip
+        loss, loss_e, loss_f = held_out_loss(
+            problem, solve_on, held, e0, u, subset, use_forces, force_weight, var_e, var_f
+        )
+        value = float(loss.detach())
+        if rotation:
+            window = (window + [value])[-n_folds:]
+            score = sum(window) / len(window) if len(window) == n_folds else math.inf
+        else:
+            score = value
+        if score < best[0]:
+            best = (score, step, u.detach().clone())
+        optimizer.zero_grad()
+        loss.backward()
+        if lr_schedule == "cosine":
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate * 0.5 * (1 + math.cos(math.pi * step / n_steps))
+        optimizer.step()
+        history.append({
+            "step": step, "loss": value, "energy_loss": float(loss_e.detach()),
+            "force_loss": float(loss_f.detach()), "seconds": time.perf_counter() - t0,
+        })  # fmt: skip
+        bar.set_postfix(loss=f"{value:.4f}")
+    bar.close()
+    return PotentialOptimization(
+        best_step=best[1], history=history, rotated=rotation,
+        n_folds=n_folds if rotation else 1, U=best[2],
+    )  # fmt: skip

@@ -41,6 +41,18 @@ BENCHMARKS = {
     "schedule": ("schedule.py", ["--quick"], True),
     "small_data": ("small_data.py", ["--quick"], True),
     "potential_hea": ("potential_hea.py", ["--quick"], True),
+    "potential_elpasolites": (
+        "potential_elpasolites.py",
+        ["--n-train", "500", "--steps", "20", "--local-steps", "0"],
+        True,
+    ),
+    # the GFN1-xTB labels (resumable, in the user cache; needs tblite), then the evaluation
+    "potential_xtb_labels": ("potential_xtb.py", ["label", "--n", "20"], False),
+    "potential_xtb": (
+        "potential_xtb.py",
+        ["evaluate", "--n", "20", "--checks", "1", "--md-steps", "50"],
+        True,
+    ),
     # full size these are meant for a GPU (minutes on an H100; hours on 2 CPU cores)
     "model_search": ("model_search.py", ["--quick", "--only", "d_J 4", "d_J 8"], True),
     "model_search_seeds": (
@@ -73,6 +85,9 @@ FULL_ARGS = {
     "model_search_seeds": ["--seeds-run"],
     "model_search_dj_scan": ["--dj-scan"],
     "learning_curve_gpu": ["--d-j", "4", "2", "1", "--no-plain-soap", "--best"],
+    "potential_elpasolites": ["--n-train", "1000", "6000", "--local-steps", "0"],
+    "potential_xtb_labels": ["label", "--n", "300"],
+    "potential_xtb": ["evaluate", "--n", "300"],
 }
 #: the scripts that take ``--device`` (passed on when given)
 DEVICE_AWARE = {

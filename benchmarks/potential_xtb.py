@@ -363,7 +363,7 @@ def write(out: str, results: dict, n: int, counts: dict, sizes) -> None:
         "negative energies, forces under 30 eV/Å, energies within 3 eV/atom over the "
         "composition's frames; the rest run to absurd energies). Split by composition: "
         f"{sizes[0]} training, {sizes[1]} held-out, {sizes[2]} test frames; no test "
-        "composition is seen in training. Errors on the test frames.",
+        "composition is seen in training. The columns: errors on the test frames.",
         "",
         "| model | energy MAE (meV/atom) | energy RMSE | force MAE (eV/Å) | force RMSE | "
         "stress MAE (GPa) | fit (s) | peak (MiB) |",

@@ -259,6 +259,7 @@ def label_elpasolites(
         sites = tuple(str(s) for s in sites)
         if len(sites) != 4:
             raise ValueError(f"an elpasolite composition has 4 sites, got {sites}")
+        build_elpasolite(*sites)  # an unknown element: a ValueError now, not a "failure"
         name = composition_name(sites)
         done = (directory / "frames" / f"{name}.extxyz").exists()
         if not done and not (directory / "failed" / f"{name}.txt").exists():

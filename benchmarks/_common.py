@@ -124,3 +124,24 @@ def write_variant_table(out: str, title: str, setting: str, rows: list) -> None:
     header = ["variant", "best opt RMSE (eV/atom)", "test MAE (eV/atom)", "fit time (s)"]
     table = [(n, f"{r:.4f}", f"{m:.4f}", f"{t:.0f}") for n, r, m, t in rows]
     write_table(out, title, setting, header, table)
+
+
+def per_element_baseline(train, test) -> dict:
+    """The trivial baselines of a potential: a per-element linear fit of the training
+    energies (least squares on element counts), and zero forces, scored on ``test``."""
+    from ase_alchemical.local_fit import reference_energies
+    from ase_alchemical.targets import forces_of
+
+    species = sorted({int(z) for a in train + test for z in a.numbers})
+
+    def counts(frames):
+        return np.array([[np.sum(a.numbers == z) for z in species] for a in frames], float)
+
+    e0 = reference_energies(counts(train), np.array([a.info["energy"] for a in train]))
+    n = np.array([len(a) for a in test], float)
+    err = (counts(test) @ e0 - np.array([a.info["energy"] for a in test])) / n
+    forces = np.concatenate([f.ravel() for f in forces_of(test)])
+    return {
+        "energy_mae": float(np.abs(err).mean()), "energy_rmse": float(np.sqrt((err**2).mean())),
+        "force_mae": float(np.abs(forces).mean()), "force_rmse": float(np.sqrt((forces**2).mean())),
+    }  # fmt: skip

@@ -26,7 +26,7 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
+from _common import per_element_baseline  # benchmarks/ is on sys.path
 
 HERE = Path(__file__).resolve().parent
 
@@ -73,23 +73,8 @@ def _frames(file: Path):
 
 def _baselines(file: Path) -> dict:
     """Per-element linear fit of the energies on the 80 training frames, zero forces."""
-    from ase_alchemical.local_fit import reference_energies
-    from ase_alchemical.targets import forces_of
-
     train, _, test = _frames(file)
-    species = sorted({int(z) for a in train + test for z in a.numbers})
-
-    def counts(frames):
-        return np.array([[np.sum(a.numbers == z) for z in species] for a in frames], float)
-
-    e0 = reference_energies(counts(train), np.array([a.info["energy"] for a in train]))
-    n = np.array([len(a) for a in test], float)
-    err = (counts(test) @ e0 - np.array([a.info["energy"] for a in test])) / n
-    forces = np.concatenate([f.ravel() for f in forces_of(test)])
-    return {
-        "energy_mae": float(np.abs(err).mean()), "energy_rmse": float(np.sqrt((err**2).mean())),
-        "force_mae": float(np.abs(forces).mean()), "force_rmse": float(np.sqrt((forces**2).mean())),
-    }  # fmt: skip
+    return per_element_baseline(train, test)
 
 
 def run_one(file: Path, params: dict, forces: bool, n_train: int) -> dict:

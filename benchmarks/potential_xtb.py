@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _common import per_element_baseline  # benchmarks/ is on sys.path
 from ase.calculators.calculator import CalculationFailed
 
 HERE = Path(__file__).resolve().parent
@@ -185,25 +186,6 @@ def split_by_composition(data: dict, comps: list) -> tuple[list, list, list, lis
     return train, opt, test, test_comps
 
 
-def _baseline(train, test) -> dict:
-    from ase_alchemical.local_fit import reference_energies
-    from ase_alchemical.targets import forces_of
-
-    species = sorted({int(z) for a in train + test for z in a.numbers})
-
-    def counts(frames):
-        return np.array([[np.sum(a.numbers == z) for z in species] for a in frames], float)
-
-    e0 = reference_energies(counts(train), np.array([a.info["energy"] for a in train]))
-    n = np.array([len(a) for a in test], float)
-    err = (counts(test) @ e0 - np.array([a.info["energy"] for a in test])) / n
-    forces = np.concatenate([f.ravel() for f in forces_of(test)])
-    return {
-        "energy_mae": float(np.abs(err).mean()), "energy_rmse": float(np.sqrt((err**2).mean())),
-        "force_mae": float(np.abs(forces).mean()), "force_rmse": float(np.sqrt((forces**2).mean())),
-    }  # fmt: skip
-
-
 #: name -> (AlchemicalPotential parameters, fit forces, fit stress, share of the
 #: training compositions)
 ROWS = {
@@ -315,7 +297,7 @@ def evaluate(n: int, directory: Path, out: str | None, n_checks: int = 3,
     attempted = sum(1 for m in names if (directory / "frames" / f"{m}.extxyz").exists()
                     or (directory / "failed" / f"{m}.txt").exists())  # fmt: skip
     counts = {"attempted": attempted, "labelled": len(labelled), "plausible": len(data)}
-    baseline = _baseline(train, test)
+    baseline = per_element_baseline(train, test)
     results = {"counts": counts, "rows": {"per-element linear fit of E / zero forces": baseline}}
     train_comps = sorted({a.info["sites"] for a in train})
     every = {**ROWS, **EXTRA_ROWS}

@@ -90,6 +90,16 @@ def test_missing_labels_name_the_command(tmp_path):
         read_labelled(tmp_path / "none")
 
 
+def test_bad_compositions_are_clear_errors(tmp_path):
+    with pytest.raises(ValueError, match="unknown element"):
+        label_elpasolites([("Cu", "Ni", "Al", "Qq")], tmp_path, calculator=_Counting,
+                          method="EMT", progress=False)  # fmt: skip
+    with pytest.raises(ValueError, match="4 sites"):
+        label_elpasolites([("Cu", "Ni", "Al")], tmp_path, calculator=_Counting,
+                          method="EMT", progress=False)  # fmt: skip
+    assert not list((tmp_path / "failed").glob("*"))
+
+
 def test_relaxed_lattice_constant_agrees_with_xtb(tmp_path):
     """A potential trained on GFN1-xTB labels of K2NaAlF6 (the xTB relaxation, rattled and
     strained copies) relaxes the prototype to xTB's lattice constant within 1 %."""

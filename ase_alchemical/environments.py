@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from ase import Atoms
 
-from .features import check_structure, expansion_calculator, merged_blocks, relabel_to_local_types
+from .features import check_structure, expansion_calculator, relabel_to_local_types
 from .hypers import DEFAULT_HYPERS, basis_shape
 
 __all__ = ["Environments", "compute_environments", "environment_batches"]
@@ -109,8 +109,48 @@ class Environments:
         )  # fmt: skip
 
 
-def _as_long(values) -> torch.Tensor:
-    return torch.as_tensor(np.asarray(values), dtype=torch.long)
+def _scatter_blocks(tensormap, offset: np.ndarray, n_total: int, k: int, lmax1: int,
+                    n_radial: int, gradients: Sequence[str]):
+    """featomic's blocks, one per (l, centre type, neighbour type), scattered into dense
+    arrays: per l, coefficients ``(atoms, 2l + 1, K, N)``, position gradients
+    ``(pairs, 3, 2l + 1, K, N)`` over the union of (row, atom) pairs of all blocks (sorted,
+    returned as ``row * n_total + atom``) and strain gradients ``(atoms, 9, 2l + 1, K, N)``.
+
+    A direct scatter: metatensor's generic keys_to_properties / keys_to_samples took over
+    half of an energy + forces call on hundreds of atoms, growing faster than linearly.
+    Blocks featomic omits (no such neighbour in any cutoff) stay zero.
+    """
+    names = list(tensormap.keys.names)
+    i_l, i_n = names.index("o3_lambda"), names.index("neighbor_type")
+    blocks = []
+    for key, block in zip(np.asarray(tensormap.keys.values), tensormap.blocks()):
+        samples = np.asarray(block.samples.values)
+        rows = offset[samples[:, 0]] + samples[:, 1]
+        blocks.append((int(key[i_l]), int(key[i_n]) - 1, rows, block))
+    coefficients = [np.zeros((n_total, 2 * lam + 1, k, n_radial)) for lam in range(lmax1)]
+    for lam, b, rows, block in blocks:
+        coefficients[lam][rows, :, b, :] = np.asarray(block.values)
+    pos_grads, strain_grads, keys = [], [], None
+    if "positions" in gradients:
+        pair_keys = []
+        for _, _, rows, block in blocks:
+            g = np.asarray(block.gradient("positions").samples.values)
+            pair_keys.append(rows[g[:, 0]] * n_total + offset[g[:, 1]] + g[:, 2])
+        keys = np.unique(np.concatenate(pair_keys)) if pair_keys else np.zeros(0, np.int64)
+        pos_grads = [np.zeros((len(keys), 3, 2 * lam + 1, k, n_radial)) for lam in range(lmax1)]
+        for (lam, b, _, block), pk in zip(blocks, pair_keys):
+            index = np.searchsorted(keys, pk)
+            pos_grads[lam][index, :, :, b, :] = np.asarray(block.gradient("positions").values)
+    if "strain" in gradients:
+        strain_grads = [np.zeros((n_total, 9, 2 * lam + 1, k, n_radial)) for lam in range(lmax1)]
+        for lam, b, rows, block in blocks:
+            grad = block.gradient("strain")
+            g = np.asarray(grad.samples.values)
+            values = np.asarray(grad.values)
+            strain_grads[lam][rows[g[:, 0]], :, :, b, :] = values.reshape(
+                len(g), 9, 2 * lam + 1, n_radial
+            )
+    return coefficients, pos_grads, strain_grads, keys
 
 
 def compute_environments(
@@ -159,66 +199,27 @@ def compute_environments(
     n_atoms = torch.tensor([len(a) for a in frames])
     offset = torch.cumsum(n_atoms, 0) - n_atoms
     tensormap = expansion_calculator(hypers).compute(relabelled, gradients=gradients)
-    tensormap = merged_blocks(tensormap, k)
-    names = list(tensormap.keys.names)
-    i_l = names.index("o3_lambda")
-    by_l = {int(key[i_l]): block for key, block in zip(tensormap.keys, tensormap.blocks())}
-    first = by_l[0].samples.values
-    rows_system = _as_long(first[:, 0])
-    rows_atom = _as_long(first[:, 1])
-    coefficients, pos_grads, strain_grads = [], [], []
-    grad_samples = None
-    for lam in range(lmax1):
-        block = by_l.get(lam)
-        if block is None:  # featomic omits a block no atom contributes to
-            shape = (len(first), 2 * lam + 1, k, n_radial)
-            coefficients.append(torch.zeros(shape, dtype=dtype))
-            if "positions" in gradients:
-                pos_grads.append(None)
-            if "strain" in gradients:
-                strain_grads.append(torch.zeros((len(first), 9) + shape[1:], dtype=dtype))
-            continue
-        if not np.array_equal(block.samples.values, first):
-            raise RuntimeError("featomic's merged blocks list the atoms in different orders")
-        values = torch.as_tensor(np.asarray(block.values), dtype=dtype)
-        coefficients.append(values.reshape(len(first), 2 * lam + 1, k, n_radial))
-        if "positions" in gradients:
-            grad = block.gradient("positions")
-            samples = grad.samples.values
-            if grad_samples is None:
-                grad_samples = samples
-            elif not np.array_equal(samples, grad_samples):
-                raise RuntimeError("featomic's merged blocks have different gradient samples")
-            g = torch.as_tensor(np.asarray(grad.values), dtype=dtype)
-            pos_grads.append(g.reshape(len(samples), 3, 2 * lam + 1, k, n_radial))
-        if "strain" in gradients:
-            grad = block.gradient("strain")
-            if not np.array_equal(grad.samples.values[:, 0], np.arange(len(first))):
-                raise RuntimeError("featomic's strain gradients do not list every atom once")
-            g = torch.as_tensor(np.asarray(grad.values), dtype=dtype)
-            strain_grads.append(g.reshape(len(first), 9, 2 * lam + 1, k, n_radial))
-    atom = offset[rows_system] + rows_atom
+    n_total = int(n_atoms.sum())
+    atom = torch.arange(n_total)  # one row per atom, in structure then atom order
+    rows_system = torch.repeat_interleave(torch.arange(len(frames)), n_atoms)
+    coefficients, pos_grads, strain_grads, grad_keys = _scatter_blocks(
+        tensormap, offset.numpy(), n_total, k, lmax1, n_radial, gradients
+    )
     all_numbers = torch.as_tensor(np.concatenate([a.numbers for a in frames]))
     env = Environments(
-        coefficients=coefficients,
+        coefficients=[torch.as_tensor(c, dtype=dtype) for c in coefficients],
         species=species[rows_system],
-        centers=all_numbers[atom].to(torch.long),
+        centers=all_numbers.to(torch.long),
         atom=atom,
         structure=rows_system,
         n_atoms=n_atoms,
     )
     if "positions" in gradients:
-        rows = _as_long(grad_samples[:, 0])
-        if len(rows) > 1 and bool((rows[1:] < rows[:-1]).any()):
-            raise RuntimeError("featomic's position gradients are not sorted by sample")
-        env.gradient_rows = rows
-        env.gradient_atoms = offset[_as_long(grad_samples[:, 1])] + _as_long(grad_samples[:, 2])
-        env.position_gradients = [
-            torch.zeros((len(rows), 3) + c.shape[1:], dtype=dtype) if g is None else g
-            for g, c in zip(pos_grads, coefficients)
-        ]
+        env.gradient_rows = torch.as_tensor(grad_keys // n_total, dtype=torch.long)
+        env.gradient_atoms = torch.as_tensor(grad_keys % n_total, dtype=torch.long)
+        env.position_gradients = [torch.as_tensor(g, dtype=dtype) for g in pos_grads]
     if "strain" in gradients:
-        env.strain_gradients = strain_grads
+        env.strain_gradients = [torch.as_tensor(g, dtype=dtype) for g in strain_grads]
     return env.to(device=device)
 
 

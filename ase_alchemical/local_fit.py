@@ -189,10 +189,12 @@ class LocalProblem:
         x_support: torch.Tensor,
         u: torch.Tensor | None = None,
         forces: bool | None = None,
+        stress: bool | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Weighted design rows and targets of one structure (energy, forces, stress)."""
         forces = self.use_forces if forces is None else forces
-        stress = self.use_stress and data.labels.stress is not None
+        stress = self.use_stress if stress is None else stress
+        stress = stress and data.labels.stress is not None
         sig_e, sig_f, sig_s = self.sigmas
         delta = self.energy_scale
         env = data.env
@@ -249,14 +251,18 @@ def normal_equations(
     force_subset: set[int] | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``Phi^T Phi`` and ``Phi^T t`` over structures (force rows of all, or only of the
-    structures in ``force_subset``)."""
+    """``Phi^T Phi`` and ``Phi^T t`` over structures (force and stress rows of all, or
+    only of the structures in ``force_subset``: derivative rows through U's strain and
+    position gradients are what a step of U costs)."""
     m = x_support.shape[0] + (0 if problem.e0_prior is None else len(problem.compression.species))
     normal = x_support.new_zeros((m, m))
     rhs = x_support.new_zeros(m)
     for i, data in enumerate(structures):
-        forces = problem.use_forces and (force_subset is None or i in force_subset)
-        rows, targets = problem.rows(data, x_support, u, forces=forces)
+        derivatives = force_subset is None or i in force_subset
+        rows, targets = problem.rows(
+            data, x_support, u, forces=problem.use_forces and derivatives,
+            stress=problem.use_stress and derivatives,
+        )  # fmt: skip
         normal = normal + rows.T @ rows
         rhs = rhs + rows.T @ targets
         if progress is not None:
@@ -296,7 +302,7 @@ def held_out_loss(
     var_f: float = 1.0,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The loss of one optimization step as a differentiable function of ``u``: weights
-    solved on ``solve_on`` (force rows of ``force_subset`` only, if given), errors on
+    solved on ``solve_on`` (force and stress rows of ``force_subset`` only, if given), errors on
     ``held`` (energies per atom over ``var_e``, force components over ``var_f``).
 
     Returns (loss, energy term, force term).

@@ -247,14 +247,15 @@ def energy_and_gradients(
     rows_g = env.gradient_rows
     contrib = None
     for dc, g in zip(d_c, env.position_gradients):
-        term = (g * dc[rows_g][:, None]).flatten(2).sum(2)  # (G, 3)
+        # a batched matrix-vector product: no (G, 3, ...) temporary of the product
+        term = torch.bmm(g.flatten(2), dc[rows_g].flatten(1).unsqueeze(2)).squeeze(2)  # (G, 3)
         contrib = term if contrib is None else contrib + term
     gradients = contrib.new_zeros((n_atoms, 3)).index_add(0, env.gradient_atoms, contrib)
     virials = None
     if strain:
         v = None
         for dc, g in zip(d_c, env.strain_gradients):
-            term = (g * dc[:, None]).flatten(2).sum(2)  # (rows, 9)
+            term = torch.bmm(g.flatten(2), dc.flatten(1).unsqueeze(2)).squeeze(2)  # (rows, 9)
             v = term if v is None else v + term
         virials = v.new_zeros((env.n_structures, 9)).index_add(0, env.structure, v)
         virials = virials.unflatten(1, (3, 3))

@@ -127,8 +127,9 @@ class AlchemicalPotential:
         Weight of the force term of the loss U is learned on (each term is over the
         variance of its training labels).
     step_force_structures
-        Training structures whose force rows enter each step's solve, drawn afresh per
-        step (energies of all enter): bounds a step's cost. ``None``: all.
+        Training structures whose force (and stress) rows enter each step's solve,
+        drawn afresh per step (energies of all enter): bounds a step's cost. ``None``:
+        all.
     rotation
         ``"auto"``, ``True`` or ``False``: rotate the training and held-out roles over
         ``n_folds`` folds while U is learned. ``"auto"`` rotates when the held-out set has
@@ -564,6 +565,17 @@ class AlchemicalPotential:
         """Predicted forces (eV/Å), one (n_atoms, 3) array per structure."""
         _, gradients, _ = self.energy_and_derivatives(frames, strain=False)
         return [-g for g in gradients]
+
+    def stresses(self, frames: Sequence[Atoms]) -> np.ndarray:
+        """Predicted stress (eV/Å^3, Voigt order, ASE's sign), one row per 3D-periodic
+        structure."""
+        from ase.stress import full_3x3_to_voigt_6_stress
+
+        frames = [frames] if isinstance(frames, Atoms) else list(frames)
+        _, _, virials = self.energy_and_derivatives(frames, strain=True)
+        return np.array(
+            [full_3x3_to_voigt_6_stress(v / a.get_volume()) for v, a in zip(virials, frames)]
+        )
 
     # ------------------------------------------------------------------ uncertainty
     def _factors(self):

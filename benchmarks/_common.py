@@ -145,3 +145,11 @@ def per_element_baseline(train, test) -> dict:
         "energy_mae": float(np.abs(err).mean()), "energy_rmse": float(np.sqrt((err**2).mean())),
         "force_mae": float(np.abs(forces).mean()), "force_rmse": float(np.sqrt((forces**2).mean())),
     }  # fmt: skip
+
+
+def stress_agreement(predicted: np.ndarray, labels: np.ndarray) -> dict:
+    """Slope (labels ~ slope * predicted, through the origin) and correlation of the
+    file's stress against a model's: a model fitted without stress that finds slope ~1
+    confirms the file's units (eV/Å^3) and sign (ASE's)."""
+    p, y = np.ravel(predicted), np.ravel(labels)
+    return {"stress_slope": float(p @ y / (p @ p)), "stress_corr": float(np.corrcoef(p, y)[0, 1])}

@@ -41,6 +41,7 @@ BENCHMARKS = {
     "schedule": ("schedule.py", ["--quick"], True),
     "small_data": ("small_data.py", ["--quick"], True),
     "potential_hea": ("potential_hea.py", ["--quick"], True),
+    "potential_speed": ("potential_speed.py", ["--repeats", "1", "2", "--md-steps", "3"], True),
     "potential_elpasolites": (
         "potential_elpasolites.py",
         ["--n-train", "500", "--steps", "20", "--local-steps", "0"],

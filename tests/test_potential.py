@@ -325,6 +325,47 @@ def test_calculator_serves_the_local_potential(hea_potential, hea_frames):
     assert atoms.get_forces().shape == (len(atoms), 3)
     assert atoms.get_stress().shape == (6,)
     assert atoms.calc.get_property("energy_uncertainty", atoms) > 0
+    np.testing.assert_allclose(hea_potential.stresses([atoms])[0], atoms.get_stress(), atol=1e-12)
+
+
+@pytest.mark.parametrize("gradients", [["positions", "strain"], ["positions"]])
+def test_environments_equal_metatensors_merged_blocks(hea_frames, gradients):
+    """The dense scatter of featomic's blocks equals metatensor's generic merge (neighbour
+    types to properties, centre types to samples), values and gradients; a cluster and
+    a batch of periodic frames."""
+    from ase.build import bulk
+
+    from ase_alchemical.features import expansion_calculator, merged_blocks, relabel_to_local_types
+
+    cluster = bulk("Cu", "fcc", a=3.6).repeat(2)
+    cluster.pbc, cluster.numbers[:3] = False, 28
+    cluster.set_cell(np.zeros(3))  # a cluster has no cell
+    frames = hea_frames[:3] if "strain" in gradients else [cluster, hea_frames[0]]
+    env = compute_environments(frames, SMALL, gradients=gradients)
+    relabelled, numbers = relabel_to_local_types(frames)
+    k = max(len(u) for u in numbers)
+    merged = merged_blocks(expansion_calculator(SMALL).compute(relabelled, gradients=gradients), k)
+    offset = np.cumsum([0] + [len(a) for a in frames])[:-1]
+    pairs = env.gradient_rows.numpy() * len(env.atom) + env.gradient_atoms.numpy()
+    for lam, block in enumerate(merged.blocks()):
+        rows = offset[block.samples.values[:, 0]] + block.samples.values[:, 1]
+        shape = (len(rows), 2 * lam + 1, k, -1)
+        np.testing.assert_array_equal(env.coefficients[lam][rows].numpy(),
+                                      np.asarray(block.values).reshape(shape))  # fmt: skip
+        grad = block.gradient("positions")
+        g = grad.samples.values
+        index = np.searchsorted(pairs, rows[g[:, 0]] * len(env.atom) + offset[g[:, 1]] + g[:, 2])
+        np.testing.assert_array_equal(
+            env.position_gradients[lam][index].numpy(),
+            np.asarray(grad.values).reshape((len(g), 3, 2 * lam + 1, k, -1)),
+        )
+        assert len(np.unique(index)) == len(pairs)  # the same pairs, each once
+        if "strain" in gradients:
+            strain = np.asarray(block.gradient("strain").values)
+            np.testing.assert_array_equal(
+                env.strain_gradients[lam][rows].numpy(),
+                strain.reshape((len(rows), 9, 2 * lam + 1, k, -1)),
+            )
 
 
 def test_unknown_element_is_a_clear_error(hea_potential):

@@ -15,11 +15,13 @@ from ase.data import atomic_numbers, chemical_symbols
 __all__ = [
     "aligned_u",
     "calibration_curve",
+    "element_similarity",
     "parity",
     "periodic_table_position",
     "plot_calibration",
     "plot_elements",
     "plot_periodic_table",
+    "plot_similarity",
     "save_parity_plot",
 ]
 
@@ -131,6 +133,43 @@ def plot_periodic_table(model_or_u, species=None, component: int | str = 0, ax=N
         mappable = plt.cm.ScalarMappable(norm=norm, cmap=colormap)
         ax.figure.colorbar(mappable, ax=ax, label=f"aligned U coordinate {int(component) + 1}",
                            shrink=0.8)  # fmt: skip
+    return ax
+
+
+def element_similarity(model_or_u, species=None) -> tuple[np.ndarray, list[int]]:
+    """Cosine similarity of the rows of U, ``(n, n)``, with the elements ordered by group
+    of the periodic table, then period (the order a chemist reads groups in).
+
+    Free of the rotation gauge (it depends on ``U U^T`` only) and of U's overall scale.
+    Returns the matrix and the atomic numbers in its order.
+    """
+    u, species = _u_and_species(model_or_u, species)
+    position = [periodic_table_position(int(z)) for z in species]  # (period, group)
+    order = sorted(range(len(species)), key=lambda i: (position[i][1], position[i][0]))
+    rows = np.asarray(u, dtype=float)[order]
+    norms = np.linalg.norm(rows, axis=1, keepdims=True)
+    unit = rows / np.where(norms == 0, 1.0, norms)
+    return unit @ unit.T, [int(species[i]) for i in order]
+
+
+def plot_similarity(model_or_u, species=None, ax=None):
+    """Heat map of :func:`element_similarity`, group boundaries drawn: elements that the
+    energies made alike form bright blocks, and a block on the diagonal is a group."""
+    import matplotlib.pyplot as plt
+
+    similarity, ordered = element_similarity(model_or_u, species)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(8.5, 7.5))
+    image = ax.imshow(similarity, cmap="magma", vmin=-1, vmax=1)
+    labels = [chemical_symbols[z] for z in ordered]
+    ax.set_xticks(range(len(labels)), labels, rotation=90, fontsize=8)
+    ax.set_yticks(range(len(labels)), labels, fontsize=8)
+    groups = [periodic_table_position(z)[1] for z in ordered]
+    for k in range(1, len(groups)):
+        if groups[k] != groups[k - 1]:
+            ax.axhline(k - 0.5, color="white", lw=0.6)
+            ax.axvline(k - 0.5, color="white", lw=0.6)
+    ax.figure.colorbar(image, ax=ax, label="cosine similarity of the rows of U", shrink=0.8)
     return ax
 
 

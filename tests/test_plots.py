@@ -61,3 +61,20 @@ def test_calibration_curve_of_gaussian_errors_is_the_diagonal():
     _, low = calibration_curve(rng.normal(0, sigmas), sigmas / 2)
     assert np.all(low[1:] < expected[1:])
     assert plot_calibration(rng.normal(0, sigmas[:100]), sigmas[:100]) is not None
+
+
+def test_element_similarity_is_gauge_free_and_ordered_by_group():
+    from ase_alchemical.plots import element_similarity
+
+    species = [1, 3, 9, 11, 17, 19]  # H, Li, F, Na, Cl, K
+    rng = np.random.default_rng(0)
+    u = rng.normal(size=(6, 3))
+    rotation, _ = np.linalg.qr(rng.normal(size=(3, 3)))
+    similarity, ordered = element_similarity(u, species)
+    assert ordered == [1, 3, 11, 19, 9, 17]  # group 1 by period, then group 17
+    np.testing.assert_allclose(np.diag(similarity), 1.0)
+    rotated, _ = element_similarity(2.5 * u @ rotation, species)
+    np.testing.assert_allclose(rotated, similarity, atol=1e-12)
+    i, j = species.index(3), species.index(17)  # Li and Cl, rows 1 and 5 of the order
+    expected = u[i] @ u[j] / np.linalg.norm(u[i]) / np.linalg.norm(u[j])
+    assert similarity[1, 5] == pytest.approx(expected)

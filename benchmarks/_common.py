@@ -153,3 +153,19 @@ def stress_agreement(predicted: np.ndarray, labels: np.ndarray) -> dict:
     confirms the file's units (eV/Å^3) and sign (ASE's)."""
     p, y = np.ravel(predicted), np.ravel(labels)
     return {"stress_slope": float(p @ y / (p @ p)), "stress_corr": float(np.corrcoef(p, y)[0, 1])}
+
+
+def write_report(path, lines: list[str], results) -> None:
+    """The markdown table ``lines`` at ``path`` and ``results`` beside it as JSON, both
+    written atomically."""
+    import json
+    from pathlib import Path
+
+    from ase_alchemical.fileio import atomic_write
+
+    path = Path(path)
+    text = "\n".join(lines) + "\n"
+    atomic_write(path, lambda tmp: tmp.write_text(text))
+    data = json.dumps(results, indent=1)
+    atomic_write(path.with_suffix(".json"), lambda tmp: tmp.write_text(data))
+    print(f"wrote {path}")

@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 
 from _anchors import ANCHORS  # benchmarks/ is on sys.path
-from _common import per_element_baseline, stress_agreement
+from _common import per_element_baseline, stress_agreement, write_report
 
 HERE = Path(__file__).resolve().parent
 
@@ -188,7 +188,6 @@ def main() -> None:
 
 def _write(path: Path, results: dict, file: Path) -> None:
     from ase_alchemical import __version__
-    from ase_alchemical.fileio import atomic_write
 
     lines = [
         "# The local potential on the HEA frames",
@@ -234,11 +233,7 @@ def _write(path: Path, results: dict, file: Path) -> None:
             f" | {cell('peak_mib', '.0f')} | {cell('call_ms', '.0f')} |"
         )
     lines += ["", STRESS_NOTE]
-    text = "\n".join(lines) + "\n"
-    atomic_write(path, lambda tmp: tmp.write_text(text))
-    data = json.dumps(results, indent=1)
-    atomic_write(path.with_suffix(".json"), lambda tmp: tmp.write_text(data))
-    print(f"wrote {path}")
+    write_report(path, lines, results)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ each peak is the largest so far.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import resource
@@ -23,10 +22,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _common import write_report  # benchmarks/ is on sys.path
 from ase import units
 from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
 from ase.md.verlet import VelocityVerlet
-from potential_hea import _data, _frames  # benchmarks/ is on sys.path
+from potential_hea import _data, _frames
 
 from ase_alchemical import AlchemicalCalculator, AlchemicalPotential
 
@@ -88,7 +88,6 @@ def main() -> None:
 
 def _write(path: Path, results: list[dict], args) -> None:
     from ase_alchemical import __version__
-    from ase_alchemical.fileio import atomic_write
 
     lines = [
         "# The local potential on MD-sized systems",
@@ -111,11 +110,7 @@ def _write(path: Path, results: list[dict], args) -> None:
             f"| {r['n_atoms']} | {r['forces_ms']:.0f} | {r['stress_ms']:.0f} | "
             f"{r['md_step_ms']:.0f} | {r['us_per_atom_step']:.0f} | {r['peak_mib']:.0f} |"
         )
-    text = "\n".join(lines) + "\n"
-    atomic_write(path, lambda tmp: tmp.write_text(text))
-    data = json.dumps(results, indent=1)
-    atomic_write(path.with_suffix(".json"), lambda tmp: tmp.write_text(data))
-    print(f"wrote {path}")
+    write_report(path, lines, results)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ __all__ = [
     "plot_periodic_table",
     "plot_similarity",
     "save_parity_plot",
+    "spread_labels",
 ]
 
 
@@ -53,8 +54,37 @@ def periodic_table_position(symbol_or_number) -> tuple[int, int]:
     return period, offset + 1
 
 
+def spread_labels(points: np.ndarray, min_distance: float = 0.06, n_iter: int = 200) -> np.ndarray:
+    """Label positions near ``points`` (n, 2) that keep at least ``min_distance`` apart
+    and from the other points, in units of the data's extent: a few hundred steps of
+    pairwise repulsion, each label tied to its point by a spring."""
+    points = np.asarray(points, dtype=float)
+    scale = np.ptp(points, axis=0)
+    scale[scale == 0] = 1.0
+    anchor = points / scale
+    labels = anchor + np.array([0.0, 0.03])  # start just above each point
+    for _ in range(n_iter):
+        moved = False
+        for i in range(len(labels)):
+            others = np.vstack([np.delete(labels, i, axis=0), np.delete(anchor, i, axis=0)])
+            delta = labels[i] - others
+            dist = np.linalg.norm(delta, axis=1)
+            close = dist < min_distance
+            if close.any():
+                push = (delta[close] / np.maximum(dist[close], 1e-9)[:, None]
+                        * (min_distance - dist[close])[:, None]).sum(axis=0)  # fmt: skip
+                labels[i] += 0.5 * push
+                moved = True
+            labels[i] += 0.05 * (anchor[i] + np.array([0.0, 0.03]) - labels[i])
+        if not moved:
+            break
+    return labels * scale
+
+
 def plot_elements(model_or_u, species=None, components=(0, 1), ax=None):
-    """Scatter the elements in the plane of two aligned pseudo-element coordinates.
+    """Scatter the elements in the plane of two aligned pseudo-element coordinates,
+    coloured by group of the periodic table (one colour for each group present, so no
+    colour is spent on groups the elements do not cover), labels kept apart.
 
     Parameters
     ----------
@@ -72,16 +102,23 @@ def plot_elements(model_or_u, species=None, components=(0, 1), ax=None):
     u, species = _u_and_species(model_or_u, species)
     a = aligned_u(u)
     if ax is None:
-        _, ax = plt.subplots(figsize=(6, 5))
+        _, ax = plt.subplots(figsize=(8, 6.5))
     i, j = components
+    xy = a[:, [i, j]]
     groups = np.array([periodic_table_position(int(z))[1] for z in species])
-    sc = ax.scatter(a[:, i], a[:, j], c=groups, cmap="tab20", s=60, vmin=1, vmax=18)
-    for (x, y), z in zip(a[:, [i, j]], species):
-        ax.annotate(chemical_symbols[int(z)], (x, y), fontsize=9, ha="center", va="bottom",
-                    xytext=(0, 4), textcoords="offset points")  # fmt: skip
+    present = sorted(set(groups.tolist()))
+    palette = plt.get_cmap("tab10" if len(present) <= 10 else "tab20")
+    for k, group in enumerate(present):
+        mask = groups == group
+        ax.scatter(xy[mask, 0], xy[mask, 1], s=70, color=palette(k), label=f"group {group}",
+                   edgecolor="black", linewidth=0.4, zorder=3)  # fmt: skip
+    for (x, y), (lx, ly), z in zip(xy, spread_labels(xy), species):
+        ax.annotate(chemical_symbols[int(z)], (x, y), xytext=(lx, ly), fontsize=10,
+                    ha="center", va="center", zorder=4,
+                    arrowprops={"arrowstyle": "-", "color": "0.6", "lw": 0.5})  # fmt: skip
     ax.set_xlabel(f"pseudo-element coordinate {i + 1} (aligned, arb. units)")
     ax.set_ylabel(f"pseudo-element coordinate {j + 1} (aligned, arb. units)")
-    ax.figure.colorbar(sc, ax=ax, label="group in the periodic table")
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5), title="periodic table")
     return ax
 
 

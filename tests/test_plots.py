@@ -78,3 +78,13 @@ def test_element_similarity_is_gauge_free_and_ordered_by_group():
     i, j = species.index(3), species.index(17)  # Li and Cl, rows 1 and 5 of the order
     expected = u[i] @ u[j] / np.linalg.norm(u[i]) / np.linalg.norm(u[j])
     assert similarity[1, 5] == pytest.approx(expected)
+
+
+def test_spread_labels_keeps_labels_apart():
+    from ase_alchemical.plots import spread_labels
+
+    points = np.array([[0.0, 0.0], [0.001, 0.0], [0.0, 0.001], [1.0, 1.0]])
+    labels = spread_labels(points, min_distance=0.06)
+    gaps = [np.linalg.norm(labels[i] - labels[j]) for i in range(4) for j in range(i)]
+    assert min(gaps) > 0.04  # started on top of each other
+    assert np.linalg.norm(labels - points, axis=1).max() < 0.3  # still beside their points

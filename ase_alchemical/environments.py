@@ -132,15 +132,15 @@ def _scatter_blocks(tensormap, offset: np.ndarray, n_total: int, k: int, lmax1: 
         coefficients[lam][rows, :, b, :] = np.asarray(block.values)
     pos_grads, strain_grads, keys = [], [], None
     if "positions" in gradients:
+        grads = [block.gradient("positions") for _, _, _, block in blocks]
         pair_keys = []
-        for _, _, rows, block in blocks:
-            g = np.asarray(block.gradient("positions").samples.values)
+        for (_, _, rows, _), grad in zip(blocks, grads):
+            g = np.asarray(grad.samples.values)
             pair_keys.append(rows[g[:, 0]] * n_total + offset[g[:, 1]] + g[:, 2])
         keys = np.unique(np.concatenate(pair_keys)) if pair_keys else np.zeros(0, np.int64)
         pos_grads = [np.zeros((len(keys), 3, 2 * lam + 1, k, n_radial)) for lam in range(lmax1)]
-        for (lam, b, _, block), pk in zip(blocks, pair_keys):
-            index = np.searchsorted(keys, pk)
-            pos_grads[lam][index, :, :, b, :] = np.asarray(block.gradient("positions").values)
+        for (lam, b, _, _), grad, pk in zip(blocks, grads, pair_keys):
+            pos_grads[lam][np.searchsorted(keys, pk), :, :, b, :] = np.asarray(grad.values)
     if "strain" in gradients:
         strain_grads = [np.zeros((n_total, 9, 2 * lam + 1, k, n_radial)) for lam in range(lmax1)]
         for lam, b, rows, block in blocks:

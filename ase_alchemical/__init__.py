@@ -1,10 +1,10 @@
 """ase-alchemical: alchemical-compression SOAP kernels for ASE.
 
-The public API is small: :class:`AlchemicalKRR` (a structure kernel: fit / predict with
-uncertainties / save), :class:`AlchemicalPotential` (a local potential fitted to energies,
-forces and stress), :func:`load_model` (either kind), :class:`AlchemicalCalculator`,
-:func:`screen_elpasolites`, and the submodules for those who want the parts, in the
-order data flows through them:
+The public API is small: :class:`.AlchemicalKRR` (a structure kernel: fit / predict with
+uncertainties / save), :class:`.AlchemicalPotential` (a local potential fitted to energies,
+forces and stress), :func:`~ase_alchemical.registry.load_model` (either kind),
+:class:`.AlchemicalCalculator`, :func:`.screen_elpasolites`, and the submodules for those
+who want the parts, in the order data flows through them:
 :mod:`~ase_alchemical.datasets` and :mod:`~ase_alchemical.targets` (structures and
 labels), :mod:`~ase_alchemical.hypers` and :mod:`~ase_alchemical.features` (featomic's
 expansion reduced to species-pair spectra), :mod:`~ase_alchemical.compression` (U),

@@ -68,7 +68,7 @@ class AlchemicalCalculator(Calculator):
         the shipped model over 200 crystals).
     uncertainty
         Also put ``"energy_uncertainty"`` (the calibrated predictive standard deviation
-        of the energy, eV; see :meth:`AlchemicalKRR.predict_per_atom`) in ``results`` at
+        of the energy, eV; see :meth:`.AlchemicalKRR.predict_per_atom`) in ``results`` at
         every calculation. Without it the value is computed only when asked for, with
         ``calc.get_property("energy_uncertainty", atoms)``. The first one builds a
         Cholesky factor of the support kernel (seconds for thousands of support points).
@@ -81,7 +81,8 @@ class AlchemicalCalculator(Calculator):
     name or file (``"in-memory"`` for a model object), the device and the dtype name.
     A local potential's energy is a sum of atomic terms, which ``get_potential_energies``
     returns. A *structure* kernel (the elpasolite models) defines no per-atom energies:
-    for it ``get_potential_energies`` raises :class:`PropertyNotImplementedError`.
+    for it ``get_potential_energies`` raises
+    :class:`ase.calculators.calculator.PropertyNotImplementedError`.
     """
 
     implemented_properties = [

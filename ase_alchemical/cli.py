@@ -128,7 +128,7 @@ def _add_train(sub) -> None:
         help="support points: structures of the sparse solver (default 1500), or "
         "environments of a local potential (default 500)",
     )  # fmt: skip
-    p.add_argument("--gradient-flow", choices=["full", "detach"], default="full")
+    p.add_argument("--gradient-flow", choices=["full", "detach_weights", "detach"], default="full")
     p.add_argument(
         "--rotation", choices=["auto", "on", "off"], default="auto",
         help="rotate the training and optimization roles over folds while learning U "

@@ -115,7 +115,7 @@ class AlchemicalCompression(torch.nn.Module):
         Resolve the power spectrum by the (compressed) species of the central atom.
     radial_shapes
         (number of l channels, number of radial functions) of each scale of the spectra
-        (:func:`ase_alchemical.features.basis_shapes`): learn one U per radial function
+        (:func:`ase_alchemical.hypers.basis_shapes`): learn one U per radial function
         of each scale, a (channels, n_species, d_J) tensor whose every channel starts
         from ``init``. ``None``: one U for all.
     """
@@ -210,7 +210,7 @@ class AlchemicalCompression(torch.nn.Module):
         scale_shapes
             (number of l channels, number of radial functions) of each scale; the
             features hold one (pairs, L, N, N) block per scale, scale after scale
-            (:func:`ase_alchemical.kernels.structure_features`).
+            (:func:`ase_alchemical.representation.structure_features`).
 
         Returns
         -------
@@ -244,7 +244,7 @@ class AlchemicalCompression(torch.nn.Module):
         Raises
         ------
         UnknownElementError
-            If a number is not in :attr:`species`.
+            If a number is not in ``species``.
         """
         numbers = numbers.to(self._lookup.device)
         n = len(self.species)

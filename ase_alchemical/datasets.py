@@ -47,10 +47,12 @@ __all__ = [
 
 #: Environment variable naming a directory with ``elpasolites.csv`` or ``train_set.pkl``.
 DATA_ENV = "ASE_ALCHEMICAL_DATA"
+#: SHA-256 of ``elpasolites.csv``.
 ELPASOLITE_CSV_SHA256 = "b6a7acbf652ab35d26ea556d06b8b526de487c9b92878fd5b9598d9c88e32772"
+#: SHA-256 of ``train_set.pkl``.
 ELPASOLITE_PKL_SHA256 = "1281342b1c68984e3056433c42afa0f5f3b95db0da4a0ef089ca028abdac88ac"
 #: Public copy of the data (GPL-3.0 repository jeherr/Elpasolite-Formation-Energy-Predictor),
-#: pinned to a commit; the file is verified against :data:`ELPASOLITE_PKL_SHA256`.
+#: pinned to a commit; the file is verified against :data:`.ELPASOLITE_PKL_SHA256`.
 ELPASOLITE_PKL_URL = (
     "https://raw.githubusercontent.com/jeherr/Elpasolite-Formation-Energy-Predictor/"
     "e96647546774e74440b339ff682897d8cf1245dc/train_set.pkl"
@@ -65,7 +67,7 @@ class DataNotFoundError(FileNotFoundError):
 
 
 # --------------------------------------------------------------------------- geometry
-#: Geometry rules of the prototype: "hard-sphere" (the data README's rule, the default),
+#: The geometry rules of the prototype, "hard-sphere" (the data README's rule, the default),
 #: "octahedral" (lattice constant from the A-D and B-D contacts only) and "fixed"
 #: (a = 8 Å, x = 1/4 for every crystal: composition only).
 GEOMETRY_RULES = ("hard-sphere", "octahedral", "fixed")

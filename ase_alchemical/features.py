@@ -22,7 +22,7 @@ is dense. The expansion has no per-element parameters, so the result is unchange
 
 *Multi-scale* features: ``hypers`` may be a list of hypers dicts (e.g. cutoffs 3, 5 and
 7 Å) sharing one radial basis size. Their spectra are stacked along the l axis, one block
-per scale (:func:`scale_sizes`), so a compression U acts on all scales at once and a
+per scale (:func:`.scale_sizes`), so a compression U acts on all scales at once and a
 multi-scale kernel can weight the blocks (:mod:`ase_alchemical.kernels`).
 """
 
@@ -238,7 +238,7 @@ def pair_spectrum_from_tensormap(
     block_values: list[torch.Tensor] | None = None,
     center_resolved: bool = False,
 ) -> torch.Tensor:
-    """Reduce a merged spherical-expansion TensorMap (:func:`_merged_blocks`) to rho
+    """Reduce a merged spherical-expansion TensorMap (all blocks merged into one) to rho
     (S, C, K, K, L, N, N).
 
     C = K slots per structure, one per central species, with ``center_resolved``;
@@ -311,7 +311,7 @@ def compute_pair_spectrum(
     frames
         Structures; each is validated by :func:`check_structure`.
     hypers
-        featomic ``SphericalExpansion`` hypers (default :data:`DEFAULT_HYPERS`), or a
+        featomic ``SphericalExpansion`` hypers (default :data:`.DEFAULT_HYPERS`), or a
         list of them for multi-scale features.
     batch_size
         Structures per featomic call.
@@ -357,7 +357,7 @@ class GeometryGradients:
 
     featomic computes the analytical gradients of every coefficient with respect to
     positions and strain; :meth:`backward` contracts them with the gradient of a
-    scalar with respect to the coefficients (the leaf tensors in :attr:`leaves`, one
+    scalar with respect to the coefficients (the leaf tensors in ``leaves``, one
     list per scale). For one 10-atom cell this took ~6 ms where autograd through
     featomic-torch's backward node took ~0.6 s in our measurement (README, "Forces and
     stress").

@@ -84,10 +84,10 @@ def check_params(model) -> None:
         raise ValueError(f"basis_components must be >= 1 or None, got {model.basis_components}")
     if not model.regularizer > 0:
         raise ValueError(f"regularizer must be > 0, got {model.regularizer}")
-    if model.learn_regularizer and model.gradient_flow == "detach":
+    if model.learn_regularizer and model.gradient_flow != "full":
         raise ValueError(
-            "learn_regularizer=True needs gradient_flow='full': with 'detach' no "
-            "gradient reaches the regulariser"
+            f"learn_regularizer=True needs gradient_flow='full': with "
+            f"{model.gradient_flow!r} no gradient reaches the regulariser"
         )
     if model.rotation not in (True, False, "auto"):
         raise ValueError(f"rotation must be True, False or 'auto', got {model.rotation!r}")

@@ -56,7 +56,7 @@ def multiscale_kernel(
     weights: torch.Tensor,
 ) -> torch.Tensor:
     """Weighted sum of polynomial kernels, ``sum_s weights[s] (x_s y_s^T)^zeta``, where
-    ``x_s`` are the columns of scale s (``widths``, see :func:`scale_widths`)."""
+    ``x_s`` are the columns of scale s (``widths``, see :func:`.scale_widths`)."""
     if len(widths) == 1:
         return weights[0] * polynomial_kernel(x, y, zeta)
     k = None

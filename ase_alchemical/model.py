@@ -10,7 +10,7 @@ compression (:mod:`~ase_alchemical.compression`), the feature map
 (:mod:`~ase_alchemical.representation`), the kernel and solvers
 (:mod:`~ase_alchemical.kernels`), the variance (:mod:`~ase_alchemical.uncertainty`) and
 the file format (:mod:`~ase_alchemical.serialization`) each live in their own module.
-Everything a fit produces is one :class:`FittedState`.
+Everything a fit produces is one :class:`.FittedState`.
 """
 
 from __future__ import annotations
@@ -97,8 +97,10 @@ class AlchemicalKRR:
         Number of support structures of the sparse solver.
     gradient_flow
         ``"full"``: gradients reach U through the optimization features *and* through the
-        solve over the training features. ``"detach"``: the weights and training
-        features are constants in each step (reported unstable in the literature).
+        solve over the training features. ``"detach_weights"``: the weights are
+        constants in each step, the support features inside the optimization kernel
+        still move with U. ``"detach"``: the weights and the training features are
+        constants in each step (reported unstable in the literature).
     n_steps
         Adam steps on U (0 keeps the initial U).
     step_train_size
@@ -241,7 +243,8 @@ class AlchemicalKRR:
         """Number of scales (hypers dicts) of the kernel."""
         return len(hypers_list(self.hypers))
 
-    #: One feature vector per structure: no per-atom energies.
+    #: The model's kind, "structure" (one feature vector per structure, so no per-atom
+    #: energies).
     kind = "structure"
 
     @property
@@ -591,7 +594,7 @@ class AlchemicalKRR:
         The file holds hyperparameters, species, U, the support *structures* (their
         features are recomputed at load: a few hundred kB instead of many MB), weights,
         target normalisation, loss history and ``metadata`` (provenance; default: the
-        model's own ``metadata_``) — every saved field of :class:`FittedState`.
+        model's own ``metadata_``) — every saved field of :class:`.FittedState`.
         """
         self._check_fitted()
         params = self.get_params()
@@ -611,7 +614,7 @@ class AlchemicalKRR:
 
 
 def load_model(path: str | os.PathLike, device: str | torch.device | None = None) -> AlchemicalKRR:
-    """Load a model file written by :meth:`AlchemicalKRR.save` (any supported format
+    """Load a model file written by :meth:`.AlchemicalKRR.save` (any supported format
     version: older ones go through :data:`ase_alchemical.serialization.UPGRADES`).
 
     Uses torch's safe loading (``weights_only=True``: tensors and plain containers only).

@@ -3,8 +3,10 @@
 Every step builds the training features from the current U, solves for the KRR weights
 on the training set, predicts the optimization set and takes an Adam step on U (and on
 log lambda and the scale weights, when they are learned) from the squared error there.
-With ``gradient_flow="full"`` the gradient also flows through the solve; ``"detach"``
-holds the weights and training features constant within a step.
+With ``gradient_flow="full"`` the gradient also flows through the solve;
+``"detach_weights"`` holds the weights constant within a step (the support features
+in the optimization kernel still move with U); ``"detach"`` holds the weights and the
+training features constant, so that only the optimization features move.
 
 The U kept is the one of the best step. A small optimization set is easily fitted by U
 alone; with *rotation* the roles of training and optimization structures rotate instead:
@@ -38,7 +40,7 @@ __all__ = [
     "optimize_compression",
 ]
 
-GRADIENT_FLOWS = ("full", "detach")
+GRADIENT_FLOWS = ("full", "detach_weights", "detach")
 LR_SCHEDULES = ("constant", "cosine")
 
 
@@ -99,7 +101,7 @@ def joint_loss(
         Weights of the scales of a multi-scale kernel (a tensor to learn them);
         ``None``: the kernel's own.
     gradient_flow
-        ``"full"`` or ``"detach"`` (see the module docstring).
+        ``"full"``, ``"detach_weights"`` or ``"detach"`` (see the module docstring).
     """
     if gradient_flow not in GRADIENT_FLOWS:
         raise ValueError(f"gradient_flow must be one of {GRADIENT_FLOWS}, got {gradient_flow!r}")
@@ -108,7 +110,7 @@ def joint_loss(
     if gradient_flow == "detach":
         x_t = x_t.detach()
     weights = solver.weights(kernel, x_t, support, y_train, regularizer, scale_weights)
-    if gradient_flow == "detach":
+    if gradient_flow != "full":
         weights = weights.detach()
     x_sup = x_t[support]
     loss = torch.mean((kernel(x_o, x_sup, scale_weights) @ weights - y_opt) ** 2)

@@ -143,13 +143,14 @@ class AlchemicalPotential:
 
     Attributes (after ``fit``)
     --------------------------
-    state_ : PotentialState
+    ``state_`` : PotentialState
         Everything the fit learned (U, support environments, weights, e0, ...).
-    compression_, weights_, reference_energies_, best_step_, loss_history_
+    ``compression_``, ``weights_``, ``reference_energies_``, ``best_step_``, ``loss_history_``
         Fields of ``state_``.
     """
 
-    #: Energies are sums of atomic terms: per-atom energies are defined.
+    #: The model's kind, "local" (energies are sums of atomic terms, so per-atom energies
+    #: are defined).
     kind = "local"
 
     def __init__(
@@ -544,7 +545,7 @@ class AlchemicalPotential:
     ) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray] | None]:
         """Total energies, ``dE/dpositions`` (forces are minus these) and ``dE/dstrain``
         (virials; stress is virial / volume) per structure, as
-        :meth:`AlchemicalKRR.energy_and_derivatives`."""
+        :meth:`.AlchemicalKRR.energy_and_derivatives`."""
         self._check_fitted()
         frames = [frames] if isinstance(frames, Atoms) else list(frames)
         energies, gradients, virials = [], [], []
@@ -709,7 +710,7 @@ class AlchemicalPotential:
 
     @classmethod
     def load(cls, path: str | os.PathLike, device=None) -> AlchemicalPotential:
-        """Load a potential saved by :meth:`save` (see :func:`load_potential`)."""
+        """Load a potential saved by :meth:`save` (see :func:`.load_potential`)."""
         return load_potential(path, device=device)
 
 
@@ -728,7 +729,7 @@ def _support_features(ct_flat: torch.Tensor, hypers: dict, d_j: int) -> torch.Te
 
 
 def load_potential(path: str | os.PathLike, device=None) -> AlchemicalPotential:
-    """Load a file written by :meth:`AlchemicalPotential.save` (safe torch loading).
+    """Load a file written by :meth:`.AlchemicalPotential.save` (safe torch loading).
 
     Raises
     ------

@@ -45,7 +45,7 @@ def train_potential(
     out: str | os.PathLike | None = None,
     **params,
 ) -> tuple[AlchemicalPotential, dict]:
-    """Fit an :class:`AlchemicalPotential` on a labelled file and evaluate it on its test
+    """Fit an :class:`.AlchemicalPotential` on a labelled file and evaluate it on its test
     frames.
 
     Parameters
@@ -59,11 +59,11 @@ def train_potential(
         Use only the first ``n_train`` training frames (a learning curve).
     solve_on_opt
         Solve the final weights on the training and held-out frames
-        (:meth:`AlchemicalPotential.fit`).
+        (:meth:`.AlchemicalPotential.fit`).
     out
         Where to save the model (atomically); ``None``: not saved.
     **params
-        Passed to :class:`AlchemicalPotential`.
+        Passed to :class:`.AlchemicalPotential`.
 
     Returns
     -------

@@ -56,8 +56,8 @@ def resolve_model_path(model: str | os.PathLike | None = None) -> Path:
 def load_model(
     path: str | os.PathLike, device: str | torch.device | None = None
 ) -> AlchemicalKRR | AlchemicalPotential:
-    """Load a model file of either kind: an :class:`AlchemicalKRR` (structure kernel) or
-    an :class:`AlchemicalPotential` (local), as the file says.
+    """Load a model file of either kind: an :class:`.AlchemicalKRR` (structure kernel) or
+    an :class:`.AlchemicalPotential` (local), as the file says.
 
     Raises
     ------

@@ -7,7 +7,7 @@ structure's feature vector is its compressed power spectrum summed over atoms, t
   environments, a cosine similarity) or divided by the number of atoms (``"mean"``:
   additive, un-normalised), scale by scale for multi-scale hypers;
 * reduced to the columns without the symmetric (n, n') duplicates of the J = J' blocks
-  (:meth:`AlchemicalCompression.unique_columns`), which changes no dot product.
+  (:meth:`.AlchemicalCompression.unique_columns`), which changes no dot product.
 
 An optional fixed linear map of the (l, n, n') channels (``projection``, principal
 components of the training spectra) shortens every feature vector; it is applied to the
@@ -66,7 +66,7 @@ def structure_features(
         Multi-scale spectra: the (l, n, n') block length of each scale, the fastest axis
         of ``power_spectrum`` being their concatenation. The result holds each scale's
         features, normalised on their own, one after the other
-        (:func:`scale_widths` gives their lengths). ``None``: one scale.
+        (:func:`.scale_widths` gives their lengths). ``None``: one scale.
     """
     if scale_sizes is None or len(scale_sizes) == 1:
         return _structure_features_one(power_spectrum, n_atoms, normalization)

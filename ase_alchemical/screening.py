@@ -7,7 +7,7 @@ that is n(n-1)/2 (n-2)(n-3) compositions, 987,012 for the 39 of the data.
 Two observations make this fast:
 
 * On the hard-sphere prototype a crystal's geometry depends on its elements only through
-  the lattice constant ``a`` and the D-site parameter ``x`` (:func:`elpasolite_geometry`),
+  the lattice constant ``a`` and the D-site parameter ``x`` (:func:`.elpasolite_geometry`),
   and most (a, x) pairs are shared by many compositions (e.g. whenever the octahedral
   contact sets ``a``, the C element does not enter). The species-pair spectrum of a
   crystal is the *site*-pair spectrum of its geometry with the sites labelled by its

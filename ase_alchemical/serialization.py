@@ -249,7 +249,7 @@ def model_file_info(path: str | os.PathLike) -> dict:
     """Hyperparameters, elements, support size and provenance of a model file, read
     without building the model (loading one featurizes its support structures).
 
-    Raises the same errors as :func:`read_model_file`.
+    Raises the same errors as :func:`.read_model_file`.
     """
     data = read_model_file(path)
     try:

@@ -1,8 +1,8 @@
 """The fitted states of the models, each defined once.
 
 Everything an :class:`~ase_alchemical.model.AlchemicalKRR` fit produces is one
-:class:`FittedState`; everything an :class:`~ase_alchemical.potential.AlchemicalPotential`
-fit produces is one :class:`PotentialState`. Saving, loading, moving to a
+:class:`.FittedState`; everything an :class:`~ase_alchemical.potential.AlchemicalPotential`
+fit produces is one :class:`.PotentialState`. Saving, loading, moving to a
 device and the model's fitted attributes (``model.weights_`` ...) all go over its fields,
 so a new field needs only its line here.
 """
@@ -28,7 +28,7 @@ def _derived(default=None):
 
 @dataclass
 class FittedState:
-    """Everything :meth:`AlchemicalKRR.fit` learns; saved and loaded as one.
+    """Everything :meth:`.AlchemicalKRR.fit` learns; saved and loaded as one.
 
     Each field is also an attribute of the fitted model with a trailing underscore
     (``model.weights_``, ``model.loss_history_``), scikit-learn style; ``compression_``
@@ -127,7 +127,7 @@ class FittedState:
 
 @dataclass
 class PotentialState:
-    """Everything :meth:`AlchemicalPotential.fit` learns; saved and loaded as one.
+    """Everything :meth:`.AlchemicalPotential.fit` learns; saved and loaded as one.
 
     Attributes
     ----------
@@ -153,7 +153,7 @@ class PotentialState:
     uncertainty_scale
         Calibration factor of the predictive variance, or ``None``.
     loss_history, best_step, optimization, metadata, fit_time
-        As in :class:`FittedState`.
+        As in :class:`.FittedState`.
     support_features
         (M, F) features of the support environments (rebuilt at load).
     """

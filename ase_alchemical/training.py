@@ -58,7 +58,7 @@ def train_elpasolite_model(
     choose_regularizer: bool = False,
     **model_params,
 ) -> tuple[AlchemicalKRR, dict]:
-    """Fit an :class:`AlchemicalKRR` on the elpasolites and evaluate it on the test split.
+    """Fit an :class:`.AlchemicalKRR` on the elpasolites and evaluate it on the test split.
 
     Parameters
     ----------
@@ -75,7 +75,7 @@ def train_elpasolite_model(
         Already loaded elpasolites (skips reading ``data`` again).
     refit_on_opt
         Once U is learned, solve the final weights on the training *and* optimization
-        sets (:meth:`AlchemicalKRR.refit`), so the model uses every labelled crystal but
+        sets (:meth:`.AlchemicalKRR.refit`), so the model uses every labelled crystal but
         the test set; the uncertainty stays calibrated on the optimization set before it.
     refit_on_all
         Once U is learned, solve the final weights on *every* crystal outside the test
@@ -84,12 +84,12 @@ def train_elpasolite_model(
     choose_regularizer
         Once U is learned, choose the regulariser of the final solve: the weights are
         solved on the training set with the learned value times each of
-        :data:`REGULARIZER_FACTORS`, and the one with the lowest MAE on the crystals the
+        :data:`.REGULARIZER_FACTORS`, and the one with the lowest MAE on the crystals the
         split leaves in no set (neither training, optimization nor test) is kept, for
         the refits too. The learned value suits the per-step solves on
         ``step_train_size`` crystals; a solve on more may want less.
     **model_params
-        Passed to :class:`AlchemicalKRR`.
+        Passed to :class:`.AlchemicalKRR`.
 
     Returns
     -------
@@ -192,7 +192,7 @@ def regularizer_scan(
     model
         A fitted model; left solved on ``train`` with the last factor's regulariser.
     train, train_spectrum
-        The structures to solve on and their :meth:`AlchemicalKRR.pair_spectrum`.
+        The structures to solve on and their :meth:`.AlchemicalKRR.pair_spectrum`.
     scored
         Named sets of structures to score, e.g. ``{"val": held_out}``, each optionally
         with its precomputed spectrum: ``{"val": (held_out, spectrum)}``.

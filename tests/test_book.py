@@ -21,6 +21,8 @@ HTML = Path(os.environ.get("ASE_ALCHEMICAL_BOOK_HTML", BOOK / "_build" / "html")
 CHROMIUM_FLAGS = [
     "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    # WebGL (the structure view) in software, with no GPU
+    "--use-angle=swiftshader", "--enable-unsafe-swiftshader",
 ]  # fmt: skip
 
 
@@ -60,8 +62,8 @@ def browser_page():
     server.shutdown()
 
 
-#: pages with neither equations nor figures by design (the front page, the quick start)
-PLAIN_PAGES = {"intro", "00_quick_start"}
+#: pages with neither equations nor figures by design (front page, quick start, API)
+PLAIN_PAGES = {"intro", "00_quick_start", "api"}
 
 
 @pytest.mark.parametrize("name", _pages())
@@ -83,6 +85,12 @@ def test_book_page_renders(browser_page, name):
         page.evaluate("() => MathJax.startup.promise")
         assert page.locator("mjx-container").count() >= n_math, f"unrendered math in {name}"
         assert page.locator("mjx-merror").count() == 0, f"MathJax error in {name}"
+    # code and its output wrap at the page edge instead of being cut off
+    overflowing = page.evaluate(
+        "() => [...document.querySelectorAll('div.cell pre')]"
+        ".filter(p => p.scrollWidth > p.clientWidth + 1).length"
+    )
+    assert overflowing == 0, f"{overflowing} code blocks overflow in {name}"
     if name in PLAIN_PAGES:
         return
     # every chapter has at least one figure, and every image has a real size
@@ -94,3 +102,73 @@ def test_book_page_renders(browser_page, name):
         natural = image.evaluate("img => [img.naturalWidth, img.naturalHeight]")
         box = image.bounding_box()
         assert min(natural) > 0 and box is not None and box["width"] > 50 and box["height"] > 50
+
+
+def _chapters() -> list[str]:
+    """The numbered chapters: the files named NN_topic, NN >= 1."""
+    return [name for name in _pages() if re.match(r"(0[1-9]|[1-9]\d)_", name)]
+
+
+@pytest.mark.parametrize("name", _chapters())
+def test_chapter_is_numbered_and_downloadable(browser_page, name):
+    page, base = browser_page
+    page.goto(f"{base}/{name}.html", wait_until="load")
+    number = int(name.split("_")[0])
+    # the navigation and the page title carry the chapter's number
+    assert page.locator("h1 .section-number").first.inner_text().strip() == f"{number}."
+    # the executed notebook is offered for download, and it is a notebook
+    link = page.locator(f'a[href$="_sources/{name}.ipynb"]')
+    assert link.count() == 1, f"no .ipynb download on {name}"
+    response = page.request.get(f"{base}/_sources/{name}.ipynb")
+    assert response.ok and "cells" in response.json()
+
+
+def test_chapter_references_are_links():
+    """Every "chapter N" in the prose of the book is a link to that chapter."""
+    pattern = re.compile(r"(?<!\[)\b[Cc]hapters? \d+\b(?!\]\()")
+    for source in BOOK.glob("*.md"):
+        prose = re.sub(r"^```.*?^```", "", source.read_text(), flags=re.S | re.M)
+        prose = "\n".join(line for line in prose.splitlines() if not line.startswith("#"))
+        assert not pattern.findall(prose), f"unlinked chapter reference in {source.name}"
+
+
+def test_api_reference_documents_the_public_api(browser_page):
+    page, base = browser_page
+    response = page.goto(f"{base}/api.html", wait_until="load")
+    assert response is not None and response.ok
+    documented = set(page.locator("dt.sig[id]").evaluate_all("els => els.map(e => e.id)"))
+    import ase_alchemical
+
+    for name in ase_alchemical.__all__:
+        if name.startswith("_"):
+            continue
+        home = getattr(ase_alchemical, name).__module__
+        assert f"{home}.{name}" in documented, f"{home}.{name} missing from the API reference"
+    # the methods users call, with their parameters rendered from the numpy docstrings
+    for method in ("calculator.AlchemicalCalculator.get_energies", "model.AlchemicalKRR.fit",
+                   "potential.AlchemicalPotential.fit"):
+        assert f"ase_alchemical.{method}" in documented
+    assert page.locator("dl.field-list dt", has_text="Parameters").count() > 20
+
+
+def test_structure_view_draws(browser_page):
+    """The nglview (NGL) view of the data chapter draws the crystal in the offline page."""
+    import io
+
+    import matplotlib.image
+
+    page, base = browser_page
+    failed: list[str] = []
+    page.on("requestfailed", lambda request: failed.append(request.url))
+    page.goto(f"{base}/02_data.html", wait_until="load")
+    view = page.locator("div.structure-view")
+    assert view.count() == 1
+    view.scroll_into_view_if_needed()
+    page.wait_for_selector('div.structure-view[data-rendered="done"]', timeout=60_000)
+    page.wait_for_timeout(1000)  # the first frames after autoView
+    canvas = view.locator("canvas")
+    assert canvas.count() == 1 and canvas.bounding_box()["height"] > 200
+    pixels = matplotlib.image.imread(io.BytesIO(canvas.screenshot()), format="png")[..., :3]
+    drawn = (pixels.max(axis=-1) - pixels.min(axis=-1) > 0.1).mean()  # coloured pixels
+    assert drawn > 0.01, f"the structure view is blank ({drawn:.2%} coloured pixels)"
+    assert not [url for url in failed if "127.0.0.1" not in url], failed

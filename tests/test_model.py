@@ -94,6 +94,35 @@ def test_gradcheck_through_the_solve(synthetic_frames):
     assert (g_full - g_detach).norm() > 1e-3 * g_full.norm()
 
 
+def test_detach_weights_is_the_gradient_at_fixed_weights(synthetic_frames):
+    """"detach_weights" is the gradient of the loss with the weights held at their solved
+    value: the support features inside the optimization kernel still move with U, which
+    "detach" freezes too; the three flows differ pairwise."""
+    frames, spectrum = synthetic_frames
+    y = torch.as_tensor(_label(frames, spectrum, np.random.default_rng(3).normal(size=(6, 2))))
+    compression = AlchemicalCompression(SPECIES, 2, "random", seed=0)
+    representation = Representation(compression, UNSCALED)
+    kernel, solver, support = PolynomialKernel(2), FullSolver(), torch.arange(8)
+    train, opt = spectrum[list(range(8))], spectrum[list(range(8, 14))]
+    u = compression.U.detach().clone().requires_grad_(True)
+
+    def step(flow):
+        return joint_loss(
+            u, representation, kernel, solver, train, y[:8], opt, y[8:14], support, 1e-2,
+            gradient_flow=flow,
+        )  # fmt: skip
+
+    grads = {flow: torch.autograd.grad(step(flow).loss, u)[0]
+             for flow in ("full", "detach_weights", "detach")}  # fmt: skip
+    w0 = step("full").weights.detach()
+    x_o, x_t = representation.features(opt, u), representation.features(train, u)
+    at_fixed_w = torch.mean((kernel(x_o, x_t[support]) @ w0 - y[8:14]) ** 2)
+    expected = torch.autograd.grad(at_fixed_w, u)[0]
+    torch.testing.assert_close(grads["detach_weights"], expected, rtol=1e-10, atol=1e-12)
+    for a, b in (("full", "detach_weights"), ("detach_weights", "detach")):
+        assert (grads[a] - grads[b]).norm() > 1e-3 * grads[a].norm()
+
+
 def test_sparse_with_all_points_equals_full_krr():
     torch.manual_seed(0)
     x = torch.nn.functional.normalize(torch.randn(30, 12, dtype=torch.float64), dim=1)

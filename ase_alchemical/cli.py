@@ -7,6 +7,7 @@ import argparse
 import csv
 import io
 import json
+import os
 import sys
 from collections.abc import Sequence
 
@@ -435,6 +436,11 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"ase-alchemical {__version__}")
+    parser.add_argument(
+        "--no-cache", action="store_true",
+        help="featurize a model's support structures at every load instead of reading them "
+        "from the cache (the same as ASE_ALCHEMICAL_NO_CACHE=1)",
+    )  # fmt: skip
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_train(sub)
     p = sub.add_parser(
@@ -529,6 +535,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    if args.no_cache:  # read by every model load of this process
+        from .feature_cache import NO_CACHE_ENV
+
+        os.environ[NO_CACHE_ENV] = "1"
     try:
         return _COMMANDS[args.command](args)
     except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as e:

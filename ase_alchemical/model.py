@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from ase import Atoms
 
+from . import feature_cache
 from .devices import resolve_device
 from .features import PairSpectrum, compute_pair_spectrum, differentiable_pair_spectrum
 from .fitting import calibrate, fit_state, kernel_for, new_compression, refit_state
@@ -613,11 +614,20 @@ class AlchemicalKRR:
         return load_model(path, device=device)
 
 
-def load_model(path: str | os.PathLike, device: str | torch.device | None = None) -> AlchemicalKRR:
+def load_model(
+    path: str | os.PathLike,
+    device: str | torch.device | None = None,
+    *,
+    cache: bool | None = None,
+) -> AlchemicalKRR:
     """Load a model file written by :meth:`.AlchemicalKRR.save` (any supported format
     version: older ones go through :data:`ase_alchemical.serialization.UPGRADES`).
 
     Uses torch's safe loading (``weights_only=True``: tensors and plain containers only).
+    The support features, which the file does not store, are read from the
+    :mod:`~ase_alchemical.feature_cache` when it holds a valid entry for this file and
+    this code, else computed (and cached); ``cache=False``, or ``ASE_ALCHEMICAL_NO_CACHE=1``
+    when ``cache`` is ``None``, always computes them.
 
     Raises
     ------
@@ -650,7 +660,19 @@ def load_model(path: str | os.PathLike, device: str | torch.device | None = None
                 f"{path}: {state.scale_weights.numel()} scale weights for "
                 f"{model.n_scales} scales of hypers"
             )
+        key = None
+        if state.support_features is None and feature_cache.cache_enabled(cache):
+            key = feature_cache.cache_key(path, state.weights.dtype)
+            n_support = len(state.support)
+            cached = feature_cache.cached_support_features(key, n_support)
+            if cached is not None:
+                state.support_features = cached.to(model.torch_device, state.weights.dtype)
+                key = None  # nothing to store
+            else:
+                feature_cache.announce_build(path, n_support)
         model._set_state(state)
+        if key is not None:
+            feature_cache.store_support_features(key, state.support_features)
     except ModelFileError:
         raise
     except (KeyError, TypeError, ValueError) as e:

@@ -54,10 +54,15 @@ def resolve_model_path(model: str | os.PathLike | None = None) -> Path:
 
 
 def load_model(
-    path: str | os.PathLike, device: str | torch.device | None = None
+    path: str | os.PathLike,
+    device: str | torch.device | None = None,
+    *,
+    cache: bool | None = None,
 ) -> AlchemicalKRR | AlchemicalPotential:
     """Load a model file of either kind: an :class:`.AlchemicalKRR` (structure kernel) or
-    an :class:`.AlchemicalPotential` (local), as the file says.
+    an :class:`.AlchemicalPotential` (local), as the file says. ``cache``: whether a
+    structure kernel's support features come from the
+    :mod:`~ase_alchemical.feature_cache` (``None``: unless ``ASE_ALCHEMICAL_NO_CACHE=1``).
 
     Raises
     ------
@@ -69,7 +74,7 @@ def load_model(
     """
     if read_model_file(path)["params"].get("kernel") == "local":
         return load_potential(path, device=device)
-    return _structure.load_model(path, device=device)
+    return _structure.load_model(path, device=device, cache=cache)
 
 
 def resolve_model(

@@ -29,6 +29,7 @@ BENCHMARKS = {
     "learning_curve": ("learning_curve.py", ["--quick"], True),
     "baselines": ("baselines.py", ["--quick"], True),
     "calculator_speed": ("calculator_speed.py", ["--quick"], False),
+    "load_time": ("load_time.py", ["--models", "elpasolite-dj4"], True),
     "call_parts": ("call_parts.py", ["--repeats", "50"], False),
     "screen": ("screen.py", ["--quick"], True),
     "hypers_study": ("hypers_study.py", ["--quick"], False),

@@ -62,3 +62,18 @@ def six_element_crystals():
         return [build_elpasolite(*combos[i]) for i in rng.choice(len(combos), n, replace=False)]
 
     return make
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _feature_cache_of_this_session(tmp_path_factory):
+    """Model loads of the tests cache their support features in a directory of their own
+    (built by the first load, read by the later ones), never in the user's cache."""
+    from ase_alchemical.feature_cache import CACHE_DIR_ENV
+
+    previous = os.environ.get(CACHE_DIR_ENV)
+    os.environ[CACHE_DIR_ENV] = str(tmp_path_factory.mktemp("feature-cache"))
+    yield
+    if previous is None:
+        os.environ.pop(CACHE_DIR_ENV, None)
+    else:
+        os.environ[CACHE_DIR_ENV] = previous

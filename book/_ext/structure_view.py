@@ -4,8 +4,9 @@ An nglview widget needs a live kernel, or an HTML embedding whose widget manager
 from a CDN: in an offline book it draws nothing. The NGL library that nglview's widget
 bundles (its notebook extension, ``nglview-js-widgets/index.js``) is all a static view
 needs, so this extension copies that bundle into ``_static/nglview/``, exposes the NGL
-module it contains as ``window.NGL``, and adds ``renderStructureViews()``, which draws every
-``<div class="structure-view" data-pdb="..." data-colours="...">`` of a page (see ``book/_structure_view.py``).
+module it contains as ``window.NGL``, and adds ``renderStructureViews()``, which draws
+every ``<div class="structure-view" data-pdb="..." data-colours="...">`` of a page (see
+``book/_structure_view.py``).
 """
 
 from __future__ import annotations

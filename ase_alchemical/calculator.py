@@ -15,16 +15,19 @@ positions and strain.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 from ase import Atoms
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
+from ase.neighborlist import neighbor_list
 from ase.stress import full_3x3_to_voigt_6_stress
 
 from .devices import resolve_device
 from .features import check_structure
+from .hypers import hypers_list
 from .model import AlchemicalKRR
 from .potential import AlchemicalPotential
 from .registry import (  # noqa: F401  (model_path & co. were first importable from here)
@@ -35,10 +38,20 @@ from .registry import (  # noqa: F401  (model_path & co. were first importable f
     resolve_model_path,
 )
 
-__all__ = ["AlchemicalCalculator"]
+__all__ = ["AlchemicalCalculator", "OutOfDomainWarning"]
 
 _DTYPES = {"float64": torch.float64, "float32": torch.float32}
 _MODELS = (AlchemicalKRR, AlchemicalPotential)
+
+
+class OutOfDomainWarning(UserWarning):
+    """A structure the model was not trained for: an uncertainty above the calculator's
+    ``uncertainty_threshold``, or (structure kernels) an atom without neighbours."""
+
+
+def _lone_atoms(atoms: Atoms, cutoff: float) -> int:
+    """Number of atoms without a neighbour within ``cutoff``."""
+    return len(atoms) - len(np.unique(neighbor_list("i", atoms, cutoff)))
 
 
 def _dtype_name(dtype: torch.dtype | str) -> str:
@@ -72,6 +85,11 @@ class AlchemicalCalculator(Calculator):
         every calculation. Without it the value is computed only when asked for, with
         ``calc.get_property("energy_uncertainty", atoms)``. The first one builds a
         Cholesky factor of the support kernel (seconds for thousands of support points).
+    uncertainty_threshold
+        Warn (:class:`OutOfDomainWarning`) when the predicted standard deviation per atom
+        (eV/atom) exceeds this value; ``None`` (default) never warns. Setting it computes
+        the uncertainty at every calculation. The shipped default model gives about 0.1
+        eV/atom on the prototype crystals and 0.58 eV/atom on a water molecule.
     **kwargs
         Passed to :class:`ase.calculators.calculator.Calculator` (e.g. ``label``).
 
@@ -83,12 +101,25 @@ class AlchemicalCalculator(Calculator):
     returns. A *structure* kernel (the elpasolite models) defines no per-atom energies:
     for it ``get_potential_energies`` raises
     :class:`ase.calculators.calculator.PropertyNotImplementedError`.
+
+    A structure kernel also warns (:class:`OutOfDomainWarning`) for a structure with a
+    larger share of atoms without a neighbour within the cutoff than any of its support
+    structures had (at most 20 % in the shipped default: the large cells of the data
+    have some), such as an isolated atom. Its predicted uncertainty cannot see this: the
+    structure features are normalised, and a lone atom's own density term looks like
+    the self terms that dominate the features of the sparsest crystals (an isolated Na
+    atom's features have a cosine of 0.99 with those of a Na-rich training crystal, so
+    its sigma is smaller than a dense crystal's). The first such structure costs one
+    scan of the support structures (seconds).
     """
 
     implemented_properties = [
         "energy", "free_energy", "energies", "forces", "stress", "energy_uncertainty",
     ]  # fmt: skip
-    default_parameters = {"model": None, "device": None, "dtype": "float64", "uncertainty": False}
+    default_parameters = {
+        "model": None, "device": None, "dtype": "float64", "uncertainty": False,
+        "uncertainty_threshold": None,
+    }  # fmt: skip
     name = "alchemical"
 
     def __init__(
@@ -97,11 +128,12 @@ class AlchemicalCalculator(Calculator):
         device: str | torch.device | None = None,
         dtype: torch.dtype | str = torch.float64,
         uncertainty: bool = False,
+        uncertainty_threshold: float | None = None,
         **kwargs,
     ) -> None:
         self.model: AlchemicalKRR | AlchemicalPotential | None = None
         super().__init__(model=model, device=device, dtype=dtype, uncertainty=uncertainty,
-                         **kwargs)  # fmt: skip
+                         uncertainty_threshold=uncertainty_threshold, **kwargs)  # fmt: skip
 
     def set(self, **kwargs) -> dict:
         """Set parameters; a new model, device or dtype (re)loads the model."""
@@ -112,6 +144,11 @@ class AlchemicalCalculator(Calculator):
             kwargs["device"] = str(resolve_device(kwargs["device"]))
         if "uncertainty" in kwargs:
             kwargs["uncertainty"] = bool(kwargs["uncertainty"])
+        threshold = kwargs.get("uncertainty_threshold")
+        if threshold is not None:
+            if not float(threshold) > 0:
+                raise ValueError(f"uncertainty_threshold must be > 0 eV/atom, got {threshold}")
+            kwargs["uncertainty_threshold"] = float(threshold)
         changed = super().set(**kwargs)
         reload = self.model is None or "device" in changed or "dtype" in changed
         if isinstance(model, _MODELS) or model != self.parameters.get("model"):
@@ -136,6 +173,7 @@ class AlchemicalCalculator(Calculator):
             model = model.to(device, dtype)
         self.model = model
         self.parameters["model"] = label
+        self._support_lone_fraction = None  # read on the first lone atom
 
     @property
     def uncertainty(self) -> bool:
@@ -167,7 +205,8 @@ class AlchemicalCalculator(Calculator):
             raise PropertyNotImplementedError(
                 f"stress needs a 3D-periodic cell; this structure has pbc={atoms.pbc.tolist()}"
             )
-        want_std = self.uncertainty or "energy_uncertainty" in properties
+        threshold = self.parameters.get("uncertainty_threshold")
+        want_std = self.uncertainty or threshold is not None or "energy_uncertainty" in properties
         if "energies" in properties and self.model.kind != "local":
             raise PropertyNotImplementedError(
                 "per-atom energies are not defined by a structure kernel (one feature "
@@ -175,7 +214,9 @@ class AlchemicalCalculator(Calculator):
             )
         if self.model.kind == "local":
             self._calculate_local(atoms, properties, want_stress, want_std)
+            self._check_uncertainty(atoms, threshold)
             return
+        self._check_isolated_atoms(atoms)
         if "forces" not in properties and not want_stress:
             if want_std:
                 energies, stds = self.model.predict([atoms], return_std=True)
@@ -198,6 +239,40 @@ class AlchemicalCalculator(Calculator):
             stds = self.model.predict([atoms], return_std=True)[1] if want_std else None
         if stds is not None:
             self.results["energy_uncertainty"] = float(stds[0])
+        self._check_uncertainty(atoms, threshold)
+
+    def _check_uncertainty(self, atoms: Atoms, threshold: float | None) -> None:
+        if threshold is None:
+            return
+        per_atom = self.results["energy_uncertainty"] / len(atoms)
+        if per_atom > threshold:
+            warnings.warn(
+                f"{atoms.get_chemical_formula()}: predicted uncertainty {per_atom:.3f} "
+                f"eV/atom exceeds uncertainty_threshold={threshold:g}: this structure is "
+                "far from the model's training data",
+                OutOfDomainWarning, stacklevel=4,
+            )  # fmt: skip
+
+    def _check_isolated_atoms(self, atoms: Atoms) -> None:
+        cutoff = max(h["cutoff"]["radius"] for h in hypers_list(self.model.hypers_))
+        lone = _lone_atoms(atoms, cutoff)
+        if not lone:
+            return
+        # the largest share of lone atoms among the support structures: a scan of them
+        # all, made once, on the first structure with a lone atom
+        if self._support_lone_fraction is None:
+            self._support_lone_fraction = max(
+                _lone_atoms(s, cutoff) / len(s) for s in self.model.support_
+            )
+        if lone / len(atoms) > self._support_lone_fraction:
+            warnings.warn(
+                f"{atoms.get_chemical_formula()}: {lone} of {len(atoms)} atom(s) without a "
+                f"neighbour within the {cutoff:g} Å cutoff, more than in any of the model's "
+                f"support structures (at most {self._support_lone_fraction:.0%}): this "
+                "prediction is outside the model's domain, and its uncertainty does not "
+                "show it (normalised structure features)",
+                OutOfDomainWarning, stacklevel=4,
+            )  # fmt: skip
 
     def _calculate_local(self, atoms: Atoms, properties, want_stress: bool, want_std: bool):
         """Energy, per-atom energies, forces and stress of a local potential in one pass

@@ -94,3 +94,61 @@ def test_best_model_ships_beside_the_default(default_calc, elpasolites, data_dir
     assert result["test_mae_ev_per_atom"] == pytest.approx(meta["test_mae_ev_per_atom"], abs=1e-8)
     default_mae = default_calc.model.metadata_["test_mae_ev_per_atom"]
     assert result["test_mae_ev_per_atom"] < default_mae
+
+
+def test_uncertainty_threshold_warns_far_from_the_data(default_calc):
+    """A water molecule is far from every elpasolite; the prototype crystals are not."""
+    import warnings
+
+    from ase.build import molecule
+
+    from ase_alchemical.calculator import OutOfDomainWarning
+
+    calc = AlchemicalCalculator(default_calc.model, uncertainty_threshold=0.3)
+    water = molecule("H2O", cell=[12.0] * 3, pbc=True)
+    water.center()
+    water.calc = calc
+    with pytest.warns(OutOfDomainWarning, match="exceeds uncertainty_threshold=0.3"):
+        water.get_potential_energy()
+    assert calc.results["energy_uncertainty"] / len(water) > 0.3
+    crystal = build_elpasolite("Al", "Na", "K", "F")
+    crystal.calc = calc
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", OutOfDomainWarning)
+        crystal.get_forces()  # no warning, and the uncertainty came with the forces
+    assert 0 < calc.results["energy_uncertainty"] / len(crystal) < 0.3
+    with pytest.raises(ValueError, match="uncertainty_threshold must be > 0"):
+        AlchemicalCalculator(default_calc.model, uncertainty_threshold=-1)
+
+
+def test_lone_atoms_are_flagged_though_their_sigma_is_small(default_calc):
+    """An isolated atom's normalised features are its own density term, close to those
+    of sparse training crystals: the sigma is small, so the calculator says so instead."""
+    from ase import Atoms
+
+    from ase_alchemical.calculator import OutOfDomainWarning
+
+    lone = Atoms("Na", positions=[[0.0, 0.0, 0.0]], cell=[20.0] * 3, pbc=True)
+    _, sigma = default_calc.model.predict_per_atom([lone], return_std=True)
+    _, sigma_crystal = default_calc.model.predict_per_atom(
+        [build_elpasolite("Al", "Na", "K", "F")], return_std=True
+    )
+    assert sigma[0] < sigma_crystal[0]  # why the check exists
+    x = default_calc.model.features([lone])
+    cosine = (default_calc.model.kernel_(x, default_calc.model.support_features_).max()) ** (
+        1 / default_calc.model.zeta
+    )
+    assert cosine > 0.98  # a Na-rich training crystal looks almost the same
+    lone.calc = default_calc
+    with pytest.warns(OutOfDomainWarning, match="1 of 1 atom\\(s\\) without a neighbour"):
+        lone.get_potential_energy()
+    # training crystals have up to 20 % lone atoms at 5 Å: such crystals pass silently
+    import warnings
+
+    from ase_alchemical.calculator import _lone_atoms
+
+    sparse = next(s for s in default_calc.model.support_ if _lone_atoms(s, 5.0)).copy()
+    sparse.calc = default_calc
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", OutOfDomainWarning)
+        sparse.get_potential_energy()

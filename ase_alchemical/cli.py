@@ -4,6 +4,7 @@ fetch-data}``."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import io
 import json
@@ -384,17 +385,46 @@ def _cmd_energy(args) -> int:
     return 0
 
 
+def _dask_client(args, stack: contextlib.ExitStack):
+    """A ``distributed.Client`` for ``--dask ADDRESS`` or ``--workers N`` (closed with
+    ``stack``, and so is the local cluster it started), else None."""
+    if args.dask is None and args.workers is None:
+        return None
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError:
+        raise RuntimeError(
+            "--dask and --workers need dask.distributed: pip install 'ase-alchemical[dask]'"
+        ) from None
+    if args.dask is not None:
+        try:
+            return stack.enter_context(Client(args.dask, timeout="20s"))
+        except OSError as e:
+            raise RuntimeError(f"cannot reach the dask scheduler at {args.dask}: {e}") from None
+    if args.workers < 1:
+        raise ValueError(f"--workers must be at least 1, got {args.workers}")
+    # one thread per worker process: the workers are the parallelism; a free port for the
+    # scheduler's HTTP server (it has one even without the dashboard)
+    cluster = stack.enter_context(LocalCluster(
+        n_workers=args.workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+        dashboard_address="127.0.0.1:0",
+    ))  # fmt: skip
+    return stack.enter_context(Client(cluster))
+
+
 def _cmd_screen(args) -> int:
     from .registry import resolve_model
     from .screening import screen_elpasolites
 
     model = resolve_model(args.model, args.device)
     elements = args.elements.split(",") if args.elements else None
-    result = screen_elpasolites(
-        model, args.out, elements, uncertainty=not args.no_uncertainty,
-        chunk_size=args.chunk_size, top=args.top, overwrite=args.overwrite,
-        progress=not args.quiet,
-    )  # fmt: skip
+    with contextlib.ExitStack() as stack:
+        client = _dask_client(args, stack)
+        result = screen_elpasolites(
+            model, args.out, elements, uncertainty=not args.no_uncertainty,
+            chunk_size=args.chunk_size, top=args.top, overwrite=args.overwrite,
+            progress=not args.quiet, client=client,
+        )  # fmt: skip
     print(
         f"{result['n_compositions']} compositions ({result['n_geometries']} distinct "
         f"prototype geometries); {result['n_structures_this_call']} structures predicted in "
@@ -509,6 +539,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     p.add_argument("--device", default=None, help="torch device (default: CUDA if available)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument(
+        "--dask", metavar="ADDRESS", default=None,
+        help="run the chunks on the dask.distributed scheduler at ADDRESS (tcp://host:8786)",
+    )  # fmt: skip
+    where.add_argument(
+        "--workers", type=int, default=None,
+        help="run the chunks on a local dask cluster of this many worker processes",
+    )  # fmt: skip
     p = sub.add_parser("info", help="hyperparameters and provenance of a model file")
     p.add_argument("model", help="model file, or the name of a shipped model")
     p = sub.add_parser("fetch-data", help="download the elpasolite data (checksum-verified)")

@@ -302,6 +302,14 @@ class AlchemicalKRR:
             return
         super().__setattr__(name, value)
 
+    def __getstate__(self) -> dict:
+        # the variance factors are a cache (a Cholesky factor of M x M, 0.5 GB for the
+        # shipped default), rebuilt on first use: not worth sending to a dask worker
+        return {**self.__dict__, "_variance": None}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+
     def _check_fitted(self) -> None:
         if "state_" not in self.__dict__:
             raise RuntimeError("this AlchemicalKRR is not fitted yet: call fit() or load_model()")

@@ -22,6 +22,13 @@ Two observations make this fast:
 Results stream to ``<out>.partial`` in fixed-size chunks; a small state file records how
 many chunks (and bytes) are complete, so an interrupted screen resumes where it stopped
 (without duplicates or gaps), and the finished table is renamed to ``out`` atomically.
+
+With a ``dask.distributed`` client the featomic blocks and the chunks run as tasks on its
+workers (the model and the site spectra are sent to each worker once). The client alone
+writes: it keeps the chunks that finish early until those before them are written, so the
+file, its checkpoints and its rows are those of a serial screen. A task on a worker that
+dies is run again elsewhere (the scheduler's ``allowed-failures``), and a killed client
+resumes from its last checkpoint like a serial screen.
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +55,11 @@ __all__ = ["enumerate_elpasolites", "screen_elpasolites", "ScreenResult"]
 #: Site labels used to compute site-pair spectra (any four distinct elements do: featomic
 #: only sees local types, ordered by atomic number, so A, B, C, D -> types 1, 2, 3, 4).
 _SITE_LABELS = (1, 2, 3, 4)
+#: Geometries per featomic task on a cluster: a multiple of compute_pair_spectrum's batch
+#: (100), so the blocks are computed in the same batches as one serial call, bit for bit.
+_GEOMETRY_BLOCK = 2000
+#: Runs of a task on workers that died before it is given up (the scheduler's default).
+_TASK_RETRIES = 2
 
 
 def enumerate_elpasolites(elements: Sequence[str]) -> np.ndarray:
@@ -102,6 +114,29 @@ def _site_spectra(model: AlchemicalKRR, geometries: np.ndarray, progress: bool) 
     return model.pair_spectrum(frames, progress=progress)
 
 
+def _site_spectra_on(client, model_future, geometries: np.ndarray, progress: bool):
+    """The site spectra computed in blocks on the workers of ``client``, as one future
+    (gathered here, concatenated and sent back to every worker once)."""
+    from distributed import as_completed
+    from tqdm.auto import tqdm
+
+    starts = range(0, len(geometries), _GEOMETRY_BLOCK)
+    futures = {
+        client.submit(
+            _site_spectra, model_future, geometries[i : i + _GEOMETRY_BLOCK], False,
+            pure=False, retries=_TASK_RETRIES,
+        ): k
+        for k, i in enumerate(starts)
+    }  # fmt: skip
+    parts = [None] * len(futures)
+    bar = tqdm(total=len(geometries), desc="featurizing", unit="struct", disable=not progress)
+    for future, part in as_completed(futures, with_results=True):
+        parts[futures[future]] = part
+        bar.update(len(part))
+    bar.close()
+    return client.scatter(PairSpectrum.concatenate(parts), broadcast=True, hash=False)
+
+
 def _write_state(path: Path, settings: dict, chunks_done: int, n_bytes: int) -> None:
     text = json.dumps({"settings": settings, "chunks_done": chunks_done, "bytes": n_bytes})
     atomic_write(path, lambda tmp: tmp.write_text(text))
@@ -118,6 +153,7 @@ def screen_elpasolites(
     progress: bool = True,
     model_id: str | None = None,
     max_chunks: int | None = None,
+    client=None,
 ) -> ScreenResult:
     """Predict the energy of every elpasolite over ``elements`` and write a CSV.
 
@@ -146,6 +182,9 @@ def screen_elpasolites(
     max_chunks
         Stop after this many chunks in this call (leaves a resumable partial file; for
         tests and for splitting the work over sessions).
+    client
+        A ``distributed.Client``: run the featomic blocks and the chunks as tasks on its
+        workers (``pip install 'ase-alchemical[dask]'``). The output is the serial one.
 
     Returns
     -------
@@ -204,31 +243,36 @@ def screen_elpasolites(
         _write_state(state_path, settings, 0, n_bytes)
 
     n_chunks = -(-len(combos) // chunk_size)
-    if done < n_chunks:
+    last = n_chunks if max_chunks is None else min(n_chunks, done + max_chunks)
+    todo = range(done, last)
+    chunk_inputs = {
+        chunk: (chunk * chunk_size, min((chunk + 1) * chunk_size, len(combos))) for chunk in todo
+    }
+    args = (numbers, elements, combos, geo1, geo2, both, geometries, uncertainty)
+    if client is not None and len(todo):
+        results = _chunks_on(client, model, args, chunk_inputs, progress)
+    elif len(todo):
         sites = _site_spectra(model, geometries, progress)
-    z = torch.as_tensor(numbers, device=model.torch_device)
+        results = (
+            (chunk, _screen_chunk(model, sites, *args, lo, hi))
+            for chunk, (lo, hi) in chunk_inputs.items()
+        )
+    else:
+        results = iter(())
     n_structures = 0
     bar = tqdm(
         total=len(combos), initial=min(done * chunk_size, len(combos)), desc="screening",
         unit="crystal", disable=not progress, smoothing=0.05,
     )  # fmt: skip
-    chunks_this_call = 0
     with open(partial, "ab") as f:
-        for chunk in range(done, n_chunks):
-            if max_chunks is not None and chunks_this_call >= max_chunks:
-                break
-            lo, hi = chunk * chunk_size, min((chunk + 1) * chunk_size, len(combos))
-            rows, e, std, geo, n_pred = _predict_chunk(
-                model, sites, z, combos[lo:hi], geo1[lo:hi], geo2[lo:hi], both[lo:hi], uncertainty
-            )
-            text = _format_rows(lo, elements, rows, e, std, geometries[geo])
+        for chunk, (text, n_pred) in results:
             f.write(text.encode())
             f.flush()
             os.fsync(f.fileno())
             n_bytes += len(text.encode())
             _write_state(state_path, settings, chunk + 1, n_bytes)
             n_structures += n_pred
-            chunks_this_call += 1
+            lo, hi = chunk_inputs[chunk]
             bar.update(hi - lo)
     bar.close()
     seconds = time.perf_counter() - t_start
@@ -244,6 +288,45 @@ def screen_elpasolites(
         state_path.unlink()
         result["best"] = lowest_energies(out, top)
     return result
+
+
+def _chunks_on(client, model, args, chunk_inputs: dict, progress: bool) -> Iterator:
+    """Run the chunks as tasks on ``client``'s workers; yield ``(chunk, result)`` in
+    chunk order, keeping those that finish early until the ones before them are in."""
+    try:
+        from distributed import as_completed
+    except ImportError:  # pragma: no cover - the dask extra is part of the test set-up
+        raise RuntimeError(
+            "a distributed screen needs dask.distributed: pip install 'ase-alchemical[dask]'"
+        ) from None
+    # hash=False: sending the model once is cheaper than hashing its tensors
+    model_future = client.scatter(model, broadcast=True, hash=False)
+    sites = _site_spectra_on(client, model_future, args[6], progress)
+    futures = {
+        client.submit(
+            _screen_chunk, model_future, sites, *args, lo, hi,
+            pure=False, retries=_TASK_RETRIES, priority=-chunk,
+        ): chunk
+        for chunk, (lo, hi) in chunk_inputs.items()
+    }  # fmt: skip
+    waiting, following = {}, min(chunk_inputs)
+    for future, result in as_completed(futures, with_results=True):
+        waiting[futures[future]] = result
+        while following in waiting:
+            yield following, waiting.pop(following)
+            following += 1
+
+
+def _screen_chunk(
+    model, sites, numbers, elements, combos, geo1, geo2, both, geometries, uncertainty, lo, hi
+) -> tuple[str, int]:
+    """The CSV rows of compositions ``lo:hi`` and the number of structures predicted (the
+    one task of a screen, serial or on a worker)."""
+    z = torch.as_tensor(numbers, device=model.torch_device)
+    rows, e, std, geo, n_pred = _predict_chunk(
+        model, sites, z, combos[lo:hi], geo1[lo:hi], geo2[lo:hi], both[lo:hi], uncertainty
+    )
+    return _format_rows(lo, elements, rows, e, std, geometries[geo]), n_pred
 
 
 def _predict_chunk(model, sites, z, combos, geo1, geo2, both, uncertainty):

@@ -32,6 +32,8 @@ BENCHMARKS = {
     "load_time": ("load_time.py", ["--models", "elpasolite-dj4"], True),
     "call_parts": ("call_parts.py", ["--repeats", "50"], False),
     "screen": ("screen.py", ["--quick"], True),
+    "screen_dask": ("screen_dask.py", ["--n-elements", "8", "--chunk-size", "200"], True),
+    "float32_store": ("float32_store.py", ["--repeat", "20"], True),
     "hypers_study": ("hypers_study.py", ["--quick"], False),
     "radial_scaling": ("radial_scaling.py", ["--quick"], True),
     "feature_options": ("feature_options.py", ["--quick"], True),

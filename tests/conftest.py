@@ -77,3 +77,22 @@ def _feature_cache_of_this_session(tmp_path_factory):
         os.environ.pop(CACHE_DIR_ENV, None)
     else:
         os.environ[CACHE_DIR_ENV] = previous
+
+
+@pytest.fixture(scope="session")
+def screen_model():
+    """A small fitted model over 7 elements (420 compositions to screen), toy labels."""
+    from ase_alchemical import AlchemicalKRR
+    from ase_alchemical.hypers import make_hypers
+
+    elements = ["Li", "Na", "Cs", "F", "Cl", "Al", "Tl"]
+    rng = np.random.default_rng(3)
+    combos = list(itertools.permutations(elements, 4))
+    frames = []
+    for i in rng.choice(len(combos), 200, replace=False):
+        atoms = build_elpasolite(*combos[i])
+        atoms.info["energy"] = len(atoms) * (0.05 * atoms.numbers.mean() + rng.normal(0, 0.02))
+        frames.append(atoms)
+    hypers = make_hypers(cutoff=4.0, max_radial=3, max_angular=2)
+    params = dict(d_j=2, hypers=hypers, zeta=2, solver="full", n_steps=3, step_train_size=None)
+    return AlchemicalKRR(**params).fit(frames[:150], frames[150:])

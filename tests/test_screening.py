@@ -1,32 +1,20 @@
 """Screening the elpasolite space: enumeration, exactness, resumption, errors, CLI."""
 
 import csv
-import itertools
 
 import numpy as np
 import pytest
 
-from ase_alchemical import AlchemicalKRR
 from ase_alchemical.cli import main
 from ase_alchemical.datasets import build_elpasolite
-from ase_alchemical.hypers import make_hypers
 from ase_alchemical.screening import enumerate_elpasolites, screen_elpasolites
 
-SMALL = make_hypers(cutoff=4.0, max_radial=3, max_angular=2)
-ELEMENTS = ["Li", "Na", "Cs", "F", "Cl", "Al", "Tl"]
+ELEMENTS = ["Li", "Na", "Cs", "F", "Cl", "Al", "Tl"]  # those of the screen_model fixture
 
 
 @pytest.fixture(scope="module")
-def model():
-    rng = np.random.default_rng(3)
-    combos = [c for c in itertools.permutations(ELEMENTS, 4)]
-    frames = []
-    for i in rng.choice(len(combos), 200, replace=False):
-        atoms = build_elpasolite(*combos[i])
-        atoms.info["energy"] = len(atoms) * (0.05 * atoms.numbers.mean() + rng.normal(0, 0.02))
-        frames.append(atoms)
-    params = dict(d_j=2, hypers=SMALL, zeta=2, solver="full", n_steps=3, step_train_size=None)
-    return AlchemicalKRR(**params).fit(frames[:150], frames[150:])
+def model(screen_model):
+    return screen_model
 
 
 def _read(path):

@@ -1,5 +1,5 @@
-"""Command-line interface: ``ase-alchemical {train,refit,evaluate,predict,energy,screen,info,
-fetch-data}``."""
+"""Command-line interface: ``ase-alchemical {train,refit,evaluate,predict,energy,screen,
+export,info,fetch-data}``."""
 
 from __future__ import annotations
 
@@ -32,6 +32,7 @@ Typical use:
   ase-alchemical predict model.pt crystals.xyz   # energies of your own structures
   ase-alchemical energy --elpasolite Al,Na,K,F   # the shipped default model
   ase-alchemical screen --out candidates.csv     # all ~1M elpasolites, resumable
+  ase-alchemical export pot.pt --out pot-metatomic.pt   # for i-PI, LAMMPS, metatomic-ase
 
 Data are read from --data, else $ASE_ALCHEMICAL_DATA, else the user cache.
 """
@@ -442,6 +443,25 @@ def _cmd_screen(args) -> int:
     return 0
 
 
+def _cmd_export(args) -> int:
+    from .registry import resolve_model
+
+    try:
+        from .export import export_metatomic
+    except ImportError as e:
+        raise RuntimeError(
+            f"export needs featomic-torch and metatomic-torch ({e}): "
+            "pip install 'ase-alchemical[metatomic]'"
+        ) from None
+    model = resolve_model(args.model, "cpu")
+    path = export_metatomic(model, args.out, name=args.name,
+                            extensions_directory=args.extensions)  # fmt: skip
+    extensions = args.extensions or path.with_name(path.stem + "-extensions")
+    print(f"wrote {path} (metatomic AtomisticModel, float64) and its TorchScript extensions "
+          f"in {extensions}/: load it with metatomic-ase, i-PI or LAMMPS")  # fmt: skip
+    return 0
+
+
 def _cmd_info(args) -> int:
     from .registry import resolve_model_path
     from .serialization import model_file_info
@@ -548,6 +568,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers", type=int, default=None,
         help="run the chunks on a local dask cluster of this many worker processes",
     )  # fmt: skip
+    p = sub.add_parser(
+        "export",
+        help="write a model as a metatomic AtomisticModel (i-PI, LAMMPS, metatomic-ase)",
+        description="Export a structure-kernel model or a local potential to a TorchScript "
+        "metatomic model: energies, per-atom energies (local potentials), forces and stress "
+        "by autograd, in any engine that runs metatomic models.",
+    )
+    p.add_argument("model", help="model file, or the name of a shipped model")
+    p.add_argument("--out", required=True, help="file to write (.pt)")
+    p.add_argument("--name", default=None, help="name stored in the model's metadata")
+    p.add_argument(
+        "--extensions", default=None,
+        help="folder for the TorchScript extensions the file needs (default: "
+        "<out stem>-extensions beside --out; replaced if it exists)",
+    )  # fmt: skip
     p = sub.add_parser("info", help="hyperparameters and provenance of a model file")
     p.add_argument("model", help="model file, or the name of a shipped model")
     p = sub.add_parser("fetch-data", help="download the elpasolite data (checksum-verified)")
@@ -562,6 +597,7 @@ _COMMANDS = {
     "predict": _cmd_predict,
     "energy": _cmd_energy,
     "screen": _cmd_screen,
+    "export": _cmd_export,
     "info": _cmd_info,
     "fetch-data": _cmd_fetch,
 }

@@ -34,6 +34,7 @@ BENCHMARKS = {
     "screen": ("screen.py", ["--quick"], True),
     "screen_dask": ("screen_dask.py", ["--n-elements", "8", "--chunk-size", "200"], True),
     "float32_store": ("float32_store.py", ["--repeat", "20"], True),
+    "export_speed": ("export_speed.py", ["--repeat", "3", "--md-steps", "3"], True),
     "hypers_study": ("hypers_study.py", ["--quick"], False),
     "radial_scaling": ("radial_scaling.py", ["--quick"], True),
     "feature_options": ("feature_options.py", ["--quick"], True),

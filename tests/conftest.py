@@ -96,3 +96,19 @@ def screen_model():
     hypers = make_hypers(cutoff=4.0, max_radial=3, max_angular=2)
     params = dict(d_j=2, hypers=hypers, zeta=2, solver="full", n_steps=3, step_train_size=None)
     return AlchemicalKRR(**params).fit(frames[:150], frames[150:])
+
+
+@pytest.fixture(scope="session")
+def hea_file(data_dir):
+    """The HEA sample of the shared data (energies, forces, stress)."""
+    path = data_dir / "hea" / "hea25_bulk_100.xyz"
+    if not path.is_file():
+        pytest.fail(f"the HEA data {path} is missing from the shared data")
+    return path
+
+
+@pytest.fixture(scope="session")
+def hea_frames(hea_file):
+    from ase_alchemical.datasets import read_structures
+
+    return read_structures(hea_file, forces=True, stress=True)

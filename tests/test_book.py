@@ -146,7 +146,8 @@ def test_api_reference_documents_the_public_api(browser_page):
         assert f"{home}.{name}" in documented, f"{home}.{name} missing from the API reference"
     # the methods users call, with their parameters rendered from the numpy docstrings
     for method in ("calculator.AlchemicalCalculator.get_energies", "model.AlchemicalKRR.fit",
-                   "potential.AlchemicalPotential.fit"):
+                   "potential.AlchemicalPotential.fit", "export.export_metatomic",
+                   "screening.screen_elpasolites"):
         assert f"ase_alchemical.{method}" in documented
     assert page.locator("dl.field-list dt", has_text="Parameters").count() > 20
 

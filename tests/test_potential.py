@@ -13,7 +13,7 @@ from ase.calculators.singlepoint import SinglePointCalculator
 from ase_alchemical import AlchemicalCalculator, AlchemicalPotential, load_model
 from ase_alchemical.cli import main
 from ase_alchemical.compression import UnknownElementError
-from ase_alchemical.datasets import build_elpasolite, read_structures
+from ase_alchemical.datasets import build_elpasolite
 from ase_alchemical.environments import compute_environments
 from ase_alchemical.hypers import make_hypers
 from ase_alchemical.local_kernel import derivative_rows, energy_and_gradients, kernel_rows
@@ -21,19 +21,6 @@ from ase_alchemical.potential_training import split_by_index
 from ase_alchemical.serialization import ModelFileError
 
 SMALL = make_hypers(cutoff=4.0, max_radial=3, max_angular=3)
-
-
-@pytest.fixture(scope="session")
-def hea_file(data_dir):
-    path = data_dir / "hea" / "hea25_bulk_100.xyz"
-    if not path.is_file():
-        pytest.fail(f"the HEA data {path} is missing from the shared data")
-    return path
-
-
-@pytest.fixture(scope="session")
-def hea_frames(hea_file):
-    return read_structures(hea_file, forces=True, stress=True)
 
 
 def _label_morse(frames):

@@ -112,3 +112,22 @@ def hea_frames(hea_file):
     from ase_alchemical.datasets import read_structures
 
     return read_structures(hea_file, forces=True, stress=True)
+
+
+@pytest.fixture(scope="session")
+def small_hea_potential(hea_frames):
+    """A small local potential fitted to 6 HEA training frames (energies and forces), and
+    a bare copy (positions, cell, numbers) of a training frame made of its elements."""
+    from ase import Atoms
+
+    from ase_alchemical import AlchemicalPotential
+    from ase_alchemical.hypers import make_hypers
+    from ase_alchemical.potential_training import split_by_index
+
+    train, held_out, _ = split_by_index(hea_frames)
+    hypers = make_hypers(cutoff=4.0, max_radial=3, max_angular=2)
+    model = AlchemicalPotential(d_j=3, hypers=hypers, n_support=120, n_steps=0)
+    model.fit(train[:6], held_out[:2], forces=True)
+    frame = next(f for f in train if set(f.numbers) <= set(model.species))
+    bare = Atoms(frame.numbers, positions=frame.positions, cell=frame.cell, pbc=frame.pbc)
+    return model, bare

@@ -15,12 +15,8 @@ from ase.io import write
 pytest.importorskip("ipi")
 pytest.importorskip("metatomic_ase")
 
-from ase_alchemical import AlchemicalPotential  # noqa: E402
 from ase_alchemical.export import export_metatomic  # noqa: E402
-from ase_alchemical.hypers import make_hypers  # noqa: E402
-from ase_alchemical.potential_training import split_by_index  # noqa: E402
 
-SMALL = make_hypers(cutoff=4.0, max_radial=3, max_angular=2)
 STEPS = 40
 
 INPUT = """<simulation verbosity="low" safe_stride="1000">
@@ -56,16 +52,9 @@ def _executable(name: str) -> str:
     return path
 
 
-def test_ipi_nve_with_the_exported_potential_conserves_energy(hea_frames, tmp_path):
-    train, held_out, _ = split_by_index(hea_frames)
-    model = AlchemicalPotential(d_j=3, hypers=SMALL, n_support=120, n_steps=0)
-    model.fit(train[:6], held_out[:2], forces=True)
+def test_ipi_nve_with_the_exported_potential_conserves_energy(small_hea_potential, tmp_path):
+    model, frame = small_hea_potential
     export_metatomic(model, tmp_path / "hea.pt")
-    known = set(model.species)
-    frame = next(f for f in train if set(f.numbers) <= known).copy()
-    frame.calc, frame.info = None, {}
-    for key in [k for k in frame.arrays if k not in ("numbers", "positions")]:
-        del frame.arrays[key]
     write(tmp_path / "init.xyz", frame)
 
     address = f"ase-alchemical-{os.getpid()}-{uuid.uuid4().hex[:8]}"

@@ -11,12 +11,8 @@ from ase.io import write
 
 pytest.importorskip("metatomic_ase")
 
-from ase_alchemical import AlchemicalCalculator, AlchemicalPotential  # noqa: E402
+from ase_alchemical import AlchemicalCalculator  # noqa: E402
 from ase_alchemical.export import export_metatomic  # noqa: E402
-from ase_alchemical.hypers import make_hypers  # noqa: E402
-from ase_alchemical.potential_training import split_by_index  # noqa: E402
-
-SMALL = make_hypers(cutoff=4.0, max_radial=3, max_angular=2)
 
 
 def _lammps() -> str:
@@ -44,15 +40,11 @@ run 0
 """
 
 
-def test_lammps_pair_style_metatomic_gives_the_native_energy(hea_frames, tmp_path):
+def test_lammps_pair_style_metatomic_gives_the_native_energy(small_hea_potential, tmp_path):
     lmp = _lammps()
-    train, held_out, _ = split_by_index(hea_frames)
-    model = AlchemicalPotential(d_j=3, hypers=SMALL, n_support=120, n_steps=0)
-    model.fit(train[:6], held_out[:2], forces=True)
+    model, atoms = small_hea_potential
+    atoms = atoms.copy()
     export_metatomic(model, tmp_path / "hea.pt")
-    known = set(model.species)
-    atoms = next(f for f in train if set(f.numbers) <= known).copy()
-    atoms.calc = None
     order = sorted(set(atoms.numbers))
     symbols = [atoms[int(np.flatnonzero(atoms.numbers == z)[0])].symbol for z in order]
     write(tmp_path / "system.data", atoms, format="lammps-data", specorder=symbols, masses=True)

@@ -249,16 +249,16 @@ def screen_elpasolites(
         chunk: (chunk * chunk_size, min((chunk + 1) * chunk_size, len(combos))) for chunk in todo
     }
     args = (numbers, elements, combos, geo1, geo2, both, geometries, uncertainty)
-    if client is not None and len(todo):
-        results = _chunks_on(client, model, args, chunk_inputs, progress)
-    elif len(todo):
+    if not todo:
+        results = iter(())
+    elif client is None:
         sites = _site_spectra(model, geometries, progress)
         results = (
             (chunk, _screen_chunk(model, sites, *args, lo, hi))
             for chunk, (lo, hi) in chunk_inputs.items()
         )
     else:
-        results = iter(())
+        results = _chunks_on(client, model, args, chunk_inputs, progress)
     n_structures = 0
     bar = tqdm(
         total=len(combos), initial=min(done * chunk_size, len(combos)), desc="screening",
@@ -293,12 +293,7 @@ def screen_elpasolites(
 def _chunks_on(client, model, args, chunk_inputs: dict, progress: bool) -> Iterator:
     """Run the chunks as tasks on ``client``'s workers; yield ``(chunk, result)`` in
     chunk order, keeping those that finish early until the ones before them are in."""
-    try:
-        from distributed import as_completed
-    except ImportError:  # pragma: no cover - the dask extra is part of the test set-up
-        raise RuntimeError(
-            "a distributed screen needs dask.distributed: pip install 'ase-alchemical[dask]'"
-        ) from None
+    from distributed import as_completed  # installed with the client it was given
     # hash=False: sending the model once is cheaper than hashing its tensors
     model_future = client.scatter(model, broadcast=True, hash=False)
     sites = _site_spectra_on(client, model_future, args[6], progress)

@@ -139,7 +139,9 @@ def test_lone_atoms_are_flagged_though_their_sigma_is_small(default_calc):
         1 / default_calc.model.zeta
     )
     assert cosine > 0.98  # a Na-rich training crystal looks almost the same
-    lone.calc = default_calc
+    # a threshold no sigma reaches: only the lone-atom check can warn
+    checked = AlchemicalCalculator(default_calc.model, uncertainty_threshold=10.0)
+    lone.calc = checked
     with pytest.warns(OutOfDomainWarning, match="1 of 1 atom\\(s\\) without a neighbour"):
         lone.get_potential_energy()
     # training crystals have up to 20 % lone atoms at 5 Å: such crystals pass silently
@@ -148,7 +150,7 @@ def test_lone_atoms_are_flagged_though_their_sigma_is_small(default_calc):
     from ase_alchemical.calculator import _lone_atoms
 
     sparse = next(s for s in default_calc.model.support_ if _lone_atoms(s, 5.0)).copy()
-    sparse.calc = default_calc
+    sparse.calc = checked
     with warnings.catch_warnings():
         warnings.simplefilter("error", OutOfDomainWarning)
         sparse.get_potential_energy()

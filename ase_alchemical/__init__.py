@@ -15,6 +15,8 @@ expansion reduced to species-pair spectra), :mod:`~ase_alchemical.compression` (
 shipped models), :mod:`~ase_alchemical.calculator` (the ASE face).
 """
 
+import logging
+
 from ._version import __version__
 from .calculator import AlchemicalCalculator
 from .compression import AlchemicalCompression, UnknownElementError
@@ -26,6 +28,9 @@ from .registry import load_model
 from .screening import screen_elpasolites
 from .serialization import ModelFileError
 
+# a library's logger gets no handler but the null one (the logging HOWTO): the CLI shows
+# its INFO messages on stderr, an application or notebook decides for itself
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 _register()  # makes ase.calculators.calculator.get_calculator_class("alchemical") work
 
 __all__ = [

@@ -8,6 +8,7 @@ import contextlib
 import csv
 import io
 import json
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -603,6 +604,33 @@ _COMMANDS = {
 }
 
 
+class _StderrHandler(logging.StreamHandler):
+    """A stream handler writing to ``sys.stderr`` as it is at each message (as logging's
+    own last-resort handler does), so a replaced stderr (pytest's capture) is honoured."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setFormatter(logging.Formatter("ase-alchemical: %(message)s"))
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
+def _show_log(quiet: bool) -> None:
+    """Show the package's log (a first model load featurizing its support structures) on
+    stderr, as ``ase-alchemical: message``; ``--quiet`` keeps warnings only. The handler
+    is installed once per process, however often ``main`` runs (tests call it many times)."""
+    logger = logging.getLogger("ase_alchemical")
+    logger.setLevel(logging.WARNING if quiet else logging.INFO)
+    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+        logger.addHandler(_StderrHandler())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``ase-alchemical`` console script."""
     parser = build_parser()
@@ -610,6 +638,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    _show_log(quiet=bool(getattr(args, "quiet", False)))
     if args.no_cache:  # read by every model load of this process
         from .feature_cache import NO_CACHE_ENV
 

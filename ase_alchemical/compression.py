@@ -190,7 +190,10 @@ class AlchemicalCompression(torch.nn.Module):
         return [chemical_symbols[z] for z in self.species]
 
     def n_features(self, lmax1: int, n_radial: int) -> int:
-        """Length of the compressed feature vector."""
+        """Length of the compressed power spectrum with both orders of every radial pair
+        (n, n'), as featomic lays it out (1,800 at d_J = 4 with the default basis). The
+        structure features drop the symmetric duplicates of the J = J' blocks
+        (:meth:`unique_columns`: 1,500 of the 1,800)."""
         n = self.d_j * (self.d_j + 1) // 2 * lmax1 * n_radial**2
         return n * self.d_j if self.center_resolved else n
 

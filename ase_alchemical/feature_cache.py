@@ -10,13 +10,18 @@ rebuilt, never trusted.
 
 ``ASE_ALCHEMICAL_NO_CACHE=1`` (or ``cache=False`` where a model is loaded, or the CLI's
 ``--no-cache``) disables it; ``ASE_ALCHEMICAL_CACHE_DIR`` moves it.
+
+A first load that builds an entry says so at INFO level on the ``ase_alchemical`` logger:
+the command line shows it, a script or notebook sees it once it configures logging
+(``logging.basicConfig(level=logging.INFO)``), and nothing is written to a notebook's
+stderr unasked.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
-import sys
 import warnings
 import zlib
 from pathlib import Path
@@ -31,13 +36,15 @@ from .fileio import atomic_write
 __all__ = [
     "CACHE_DIR_ENV",
     "NO_CACHE_ENV",
-    "announce_build",
+    "log_build",
     "cache_directory",
     "cache_enabled",
     "cache_key",
     "cached_support_features",
     "store_support_features",
 ]
+
+_log = logging.getLogger(__name__)
 
 #: Environment variable that disables the cache when set to 1 (or true, yes).
 NO_CACHE_ENV = "ASE_ALCHEMICAL_NO_CACHE"
@@ -129,11 +136,11 @@ def store_support_features(key: dict[str, str], values: torch.Tensor) -> Path | 
         return None
 
 
-def announce_build(model_file: str | os.PathLike, n_support: int) -> None:
-    """Say, once per model file, that its first load builds the cache."""
-    print(
-        f"ase-alchemical: featurizing the {n_support:,} support structures of "
-        f"{Path(model_file).name} and caching them in {cache_directory()} "
+def log_build(model_file: str | os.PathLike, n_support: int) -> None:
+    """Log (INFO) that a first load is featurizing the support structures of
+    ``model_file`` and caching them: the one slow load of a model."""
+    _log.info(
+        "featurizing the %s support structures of %s and caching them in %s "
         "(later loads read the cache)",
-        file=sys.stderr,
+        f"{n_support:,}", Path(model_file).name, cache_directory(),
     )

@@ -128,9 +128,12 @@ def fit_state(
     opt: Sequence[Atoms] | None = None,
     train_spectrum: PairSpectrum | None = None,
     opt_spectrum: PairSpectrum | None = None,
+    eval_set: Sequence[Atoms] | None = None,
+    eval_spectrum: PairSpectrum | None = None,
 ) -> FittedState:
     """The fitted state of ``model``'s hyperparameters on ``train`` (weights) and
-    ``opt`` (U); see :meth:`AlchemicalKRR.fit <ase_alchemical.model.AlchemicalKRR.fit>`."""
+    ``opt`` (U), ``eval_set`` watched at every step; see
+    :meth:`AlchemicalKRR.fit <ase_alchemical.model.AlchemicalKRR.fit>`."""
     check_params(model)
     t0 = time.perf_counter()
     device = model.torch_device
@@ -164,9 +167,15 @@ def fit_state(
     regularizer, history, best_step, summary = float(model.regularizer), [], None, {}
     if optimize:
         rho_o = representation.project(rho_o)
+        monitor = None
+        if eval_set is not None and len(eval_set) > 0:
+            eval_set = list(eval_set)
+            rho_e = eval_spectrum if eval_spectrum is not None else model.pair_spectrum(eval_set)
+            monitor = (representation.project(rho_e.to(device)),
+                       targets.standardised(eval_set, device))  # fmt: skip
         result, summary = _optimize(
             model, representation, solver, (rho_t, y_t), (rho_o, y_o), support, logits,
-            targets.std,
+            targets.std, monitor,
         )  # fmt: skip
         regularizer = float(np.exp(result.best.log_regularizer))
         logits, history, best_step = result.best.scale_logits, result.history, result.best.step
@@ -220,7 +229,7 @@ def rotates(model, n_opt: int, n_mixing_weights: int) -> bool:
     return bool(model.rotation)
 
 
-def _optimize(model, representation, solver, train, opt, support, logits, target_std):
+def _optimize(model, representation, solver, train, opt, support, logits, target_std, monitor):
     """Adam on U (and the learned regulariser and scale weights), the roles of the sets
     fixed or rotating (:func:`rotates`); returns the optimization result and its summary
     for the fitted state."""
@@ -241,6 +250,7 @@ def _optimize(model, representation, solver, train, opt, support, logits, target
         learn_regularizer=bool(model.learn_regularizer), scale_logits=logits,
         learn_scale_weights=bool(model.learn_scale_weights) and model.n_scales > 1,
         gradient_flow=model.gradient_flow, target_std=target_std, progress=model.progress,
+        monitor=monitor,
     )  # fmt: skip
     summary = {
         "n_train": len(train[0]),

@@ -355,6 +355,8 @@ class AlchemicalKRR:
         opt: Sequence[Atoms] | None = None,
         train_spectrum: PairSpectrum | None = None,
         opt_spectrum: PairSpectrum | None = None,
+        eval_set: Sequence[Atoms] | None = None,
+        eval_spectrum: PairSpectrum | None = None,
     ) -> AlchemicalKRR:
         """Learn U (on ``opt``) and the KRR weights (on ``train``) jointly.
 
@@ -369,12 +371,20 @@ class AlchemicalKRR:
             With ``None`` (or ``n_steps=0``) U keeps its initial value.
         train_spectrum, opt_spectrum
             Precomputed :meth:`pair_spectrum` of ``train`` / ``opt`` (to reuse across fits).
+        eval_set, eval_spectrum
+            Structures only watched while U is learned (as the ``eval_set`` of
+            gradient-boosting libraries): every record of ``loss_history_`` gets their
+            RMSE under that step's U and weights, ``eval_rmse`` (eV/atom). They never
+            enter a gradient, the solve or the choice of the kept step, so a test set
+            can be watched without being used.
 
         Returns
         -------
         self
         """
-        self._set_state(fit_state(self, train, opt, train_spectrum, opt_spectrum))
+        self._set_state(
+            fit_state(self, train, opt, train_spectrum, opt_spectrum, eval_set, eval_spectrum)
+        )
         return self
 
     def refit(
@@ -677,7 +687,7 @@ def load_model(
                 state.support_features = cached.to(model.torch_device, state.weights.dtype)
                 key = None  # nothing to store
             else:
-                feature_cache.announce_build(path, n_support)
+                feature_cache.log_build(path, n_support)
         model._set_state(state)
         if key is not None:
             feature_cache.store_support_features(key, state.support_features)

@@ -242,6 +242,16 @@ class RotatingSets:
         return rho[rows], y[rows], support, rho[held], y[held]
 
 
+def _monitored_rmse(representation, kernel, scale_weights, out: StepLoss, monitor) -> float:
+    """RMSE (standardised) of the monitored structures under this step's U and weights."""
+    spectrum, y = monitor
+    with torch.no_grad():
+        predicted = representation.map_chunks(
+            spectrum, lambda x: kernel(x, out.support_features, scale_weights) @ out.weights
+        )
+        return float(torch.sqrt(torch.mean((predicted - y) ** 2)))
+
+
 @dataclass
 class Snapshot:
     """The values of the best step so far."""
@@ -266,7 +276,8 @@ class OptimizationResult:
     history
         One record per step: ``step``, ``opt_rmse``, ``train_rmse`` (eV/atom), ``loss``,
         ``regularizer``, ``learning_rate``; with rotation ``fold`` and
-        ``rotation_rmse`` (over the last k folds); multi-scale ``scale_weights``.
+        ``rotation_rmse`` (over the last k folds); multi-scale ``scale_weights``; with
+        watched structures (``monitor``) their ``eval_rmse``.
     """
 
     best: Snapshot
@@ -290,6 +301,7 @@ def optimize_compression(
     gradient_flow: str = "full",
     target_std: float = 1.0,
     progress: bool = False,
+    monitor: tuple[PairSpectrum, torch.Tensor] | None = None,
 ) -> OptimizationResult:
     """Adam on U (in place: ``u`` ends at the best step's value) and on log lambda and
     the scale logits when learned.
@@ -303,6 +315,10 @@ def optimize_compression(
         :class:`RotatingSets` to rotate their roles.
     target_std
         Standard deviation of the targets (eV/atom), to report RMSEs in eV/atom.
+    monitor
+        (spectra, standardised targets) of structures that are only watched: each step
+        records their RMSE under that step's U and weights as ``eval_rmse``. They never
+        enter a gradient or the choice of the best step.
     """
     from tqdm.auto import tqdm
 
@@ -355,6 +371,9 @@ def optimize_compression(
             record["rotation_rmse"] = judged**0.5 * target_std
         if multiscale:
             record["scale_weights"] = torch.softmax(logits.detach(), 0).tolist()
+        if monitor is not None:
+            record["eval_rmse"] = _monitored_rmse(
+                representation, kernel, weights, out, monitor) * target_std  # fmt: skip
         result.history.append(record)
         if judged < result.best.loss or result.best.step < 0:
             result.best = snapshot(judged, step)

@@ -16,6 +16,8 @@ __all__ = [
     "aligned_u",
     "calibration_curve",
     "element_similarity",
+    "group_coherence",
+    "nearest_elements",
     "parity",
     "periodic_table_position",
     "plot_calibration",
@@ -187,6 +189,25 @@ def element_similarity(model_or_u, species=None) -> tuple[np.ndarray, list[int]]
     norms = np.linalg.norm(rows, axis=1, keepdims=True)
     unit = rows / np.where(norms == 0, 1.0, norms)
     return unit @ unit.T, [int(species[i]) for i in order]
+
+
+def nearest_elements(model_or_u, species=None) -> dict[str, str]:
+    """Each element's nearest neighbour in U: the other element whose row has the largest
+    cosine similarity with its own (free of U's rotation gauge and scale, as the kernel
+    is), as ``{symbol: symbol}``."""
+    similarity, ordered = element_similarity(model_or_u, species)
+    np.fill_diagonal(similarity, -np.inf)
+    symbols = [chemical_symbols[z] for z in ordered]
+    return {symbols[i]: symbols[int(np.argmax(row))] for i, row in enumerate(similarity)}
+
+
+def group_coherence(model_or_u, species=None) -> float:
+    """Fraction of the elements whose nearest neighbour in U (:func:`nearest_elements`)
+    is in their own group of the periodic table: 1 when every group is a cluster of its
+    own; a random U scores what chance gives for the groups present."""
+    neighbours = nearest_elements(model_or_u, species)
+    group = {s: periodic_table_position(s)[1] for s in neighbours}
+    return float(np.mean([group[s] == group[t] for s, t in neighbours.items()]))
 
 
 def plot_similarity(model_or_u, species=None, ax=None):

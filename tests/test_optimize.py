@@ -102,3 +102,25 @@ def test_rotation_with_fewer_steps_than_folds_still_moves_u(six_element_crystals
     start = AlchemicalKRR(d_j=2, hypers=hypers, n_steps=0).fit(frames[:60]).U
     assert model.optimization_["rotated"] and model.best_step_ == 2
     assert np.abs(model.U - start).max() > 1e-4
+
+
+def test_an_eval_set_is_watched_and_never_used(six_element_crystals):
+    """eval_set adds each step's RMSE on it to the history and changes nothing else; at
+    step 0 that RMSE is the one of a model whose U never moved."""
+    frames = six_element_crystals(60, seed=3)
+    for i, atoms in enumerate(frames):
+        atoms.info["energy"] = len(atoms) * (-2.0 + 0.05 * np.sin(i))
+    train, opt, watched = frames[:30], frames[30:45], frames[45:]
+    params = dict(d_j=2, hypers=make_hypers(cutoff=4.0, max_radial=3, max_angular=2),
+                  zeta=2, solver="full", step_train_size=None, n_steps=4, rotation=False,
+                  learn_regularizer=False)  # fmt: skip
+    plain = AlchemicalKRR(**params).fit(train, opt)
+    watching = AlchemicalKRR(**params).fit(train, opt, eval_set=watched)
+    assert np.array_equal(plain.U, watching.U)
+    assert [h["opt_rmse"] for h in plain.loss_history_] == [
+        h["opt_rmse"] for h in watching.loss_history_]
+    assert all("eval_rmse" not in h for h in plain.loss_history_)
+    still = AlchemicalKRR(**{**params, "n_steps": 0}).fit(train)
+    rmse = np.sqrt(np.mean((still.predict_per_atom(watched) - per_atom_energies(watched)) ** 2))
+    assert watching.loss_history_[0]["eval_rmse"] == pytest.approx(rmse, rel=1e-8)
+    assert len({h["eval_rmse"] for h in watching.loss_history_}) == 4  # it moves with U

@@ -88,3 +88,27 @@ def test_spread_labels_keeps_labels_apart():
     gaps = [np.linalg.norm(labels[i] - labels[j]) for i in range(4) for j in range(i)]
     assert min(gaps) > 0.04  # started on top of each other
     assert np.linalg.norm(labels - points, axis=1).max() < 0.3  # still beside their points
+
+
+def test_group_coherence_of_known_u():
+    """A U whose rows are their group's one-hot vector (plus a little noise) groups every
+    element with its group; swapping two elements' rows breaks their pairs."""
+    from ase_alchemical.plots import group_coherence, nearest_elements
+
+    species = [3, 11, 19, 9, 17, 35, 4, 12, 20]  # Li Na K, F Cl Br, Be Mg Ca
+    columns = {1: 0, 17: 1, 2: 2}
+    rng = np.random.default_rng(0)
+    u = np.zeros((len(species), 3))
+    for row, z in enumerate(species):
+        u[row, columns[periodic_table_position(z)[1]]] = 1.0
+    u += 0.01 * rng.normal(size=u.shape)
+    assert group_coherence(u, species) == 1.0
+    assert nearest_elements(u, species)["Li"] in {"Na", "K"}
+    swapped = u.copy()
+    swapped[[0, 3]] = swapped[[3, 0]]  # Li's row is now a halogen's, F's an alkali's
+    neighbours = nearest_elements(swapped, species)
+    assert neighbours["Li"] in {"Cl", "Br"} and neighbours["F"] in {"Na", "K"}
+    # Li and F are now wrong, Be, Mg and Ca still right; the other four depend on the noise
+    assert 3 / 9 <= group_coherence(swapped, species) <= 7 / 9
+    rotated = 2.5 * swapped @ ortho_group.rvs(3, random_state=0)  # the gauge: no change
+    assert group_coherence(rotated, species) == group_coherence(swapped, species)

@@ -33,7 +33,7 @@ def _willatt(c: float, r0: float, m: int) -> dict:
 
 #: (cutoff in Å, scaling or None)
 VARIANTS = {
-    "cutoff 4, no scaling (previous default)": (4.0, None),
+    "cutoff 4, no scaling (best of the hypers study)": (4.0, None),
     "cutoff 5, no scaling": (5.0, None),
     "cutoff 5, c=1 r0=2.5 m=4": (5.0, _willatt(1.0, 2.5, 4)),
     "cutoff 5, c=1 r0=3.0 m=6 (default)": (5.0, _willatt(1.0, 3.0, 6)),

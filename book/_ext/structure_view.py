@@ -30,24 +30,66 @@ var stub = {DOMWidgetModel: class { defaults() { return {}; } }, DOMWidgetView: 
 window.NGL = factory(stub).NGL;
 })();
 
+// Centre the structure and zoom so that it fills the frame as seen, tilted: NGL's
+// autoView sizes an unrotated bounding box without the balls' radii.
+function fitView(stage, structure) {
+  var box = stage.getBox(), centre = stage.getCenter();
+  stage.viewer.rotationGroup.updateMatrix();  // its matrix follows the view's rotation
+  var m = stage.viewer.rotationGroup.matrix.elements;  // column-major 4 x 4
+  var halfWidth = 0, halfHeight = 0;
+  function extend(x, y, z, r) {
+    x -= centre.x; y -= centre.y; z -= centre.z;
+    halfWidth = Math.max(halfWidth, Math.abs(m[0] * x + m[4] * y + m[8] * z) + r);
+    halfHeight = Math.max(halfHeight, Math.abs(m[1] * x + m[5] * y + m[9] * z) + r);
+  }
+  [box.min, box.max].forEach(function (a) {  // the corners of the box (the cell)
+    [box.min, box.max].forEach(function (b) {
+      [box.min, box.max].forEach(function (c) { extend(a.x, b.y, c.z, 0); });
+    });
+  });
+  structure.eachAtom(function (a) { extend(a.x, a.y, a.z, a.bfactor); });  // the balls
+  var aspect = stage.viewer.width / stage.viewer.height;
+  var fov = stage.viewer.perspectiveCamera.fov * Math.PI / 180;
+  var half = 1.08 * Math.max(halfHeight, halfWidth / aspect);  // a margin of 8 %
+  stage.animationControls.zoomMove(centre, -half / Math.tan(fov / 2), 0);
+}
+
 window.renderStructureViews = function () {
   document.querySelectorAll("div.structure-view:not([data-rendered])").forEach(function (el) {
     el.dataset.rendered = "pending";
-    var stage = new NGL.Stage(el, {backgroundColor: "white", cameraType: "orthographic"});
+    // clipDist 0: NGL's autoView (its "r" key) otherwise backs the camera off by a further
+    // 10 A, which leaves a unit cell of 8 A in a fifth of the frame
+    var stage = new NGL.Stage(el, {backgroundColor: "white", cameraType: "orthographic",
+                                   clipDist: 0});
     var blob = new Blob([el.dataset.pdb], {type: "text/plain"});
-    var style = {colorScheme: "element", radiusScale: 1.2};
+    var colour = {colorScheme: "element"};
     if (el.dataset.colours) {  // {"K": "purple", ...}: one colour per element
       var pairs = Object.entries(JSON.parse(el.dataset.colours));
-      style.color = NGL.ColormakerRegistry.addSelectionScheme(
-        pairs.map(function (p) { return [p[1], "_" + p[0].toUpperCase()]; }));
-      delete style.colorScheme;
+      colour = {color: NGL.ColormakerRegistry.addSelectionScheme(
+        pairs.map(function (p) { return [p[1], "_" + p[0].toUpperCase()]; }))};
     }
-    stage.loadFile(blob, {ext: "pdb", defaultRepresentation: false}).then(function (c) {
-      c.addRepresentation("ball+stick", style);
-      c.addRepresentation("unitcell");
-      stage.autoView();
-      el.dataset.rendered = "done";
-    });
+    // inferBonds "none": only the bonds of the file's CONECT records, none guessed from
+    // distances (those would join atoms that share no chemical bond)
+    stage.loadFile(blob, {ext: "pdb", defaultRepresentation: false, inferBonds: "none"})
+      .then(function (c) {
+        // balls: the radius is the file's B-factor column (see book/_structure_view.py)
+        c.addRepresentation("spacefill", Object.assign({radiusType: "bfactor"}, colour));
+        if (c.structure.bondCount > 0) {
+          c.addRepresentation("licorice", Object.assign(
+            {radiusType: "size", radiusSize: 0.12, multipleBond: "off"}, colour));
+        }
+        c.addRepresentation("unitcell");  // from the file's CRYST1 record
+        stage.viewerControls.spin([0, 1, 0], -Math.PI / 7);  // a tilted view of the cell
+        stage.viewerControls.spin([1, 0, 0], Math.PI / 9);
+        stage.tasks.onZeroOnce(function () {  // once the representations are built
+          fitView(stage, c.structure);
+          el.dataset.rendered = "done";
+        });
+        window.addEventListener("resize", function () {  // a new width of the page
+          stage.handleResize();
+          fitView(stage, c.structure);
+        });
+      });
   });
 };
 """

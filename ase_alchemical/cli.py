@@ -621,14 +621,21 @@ class _StderrHandler(logging.StreamHandler):
         pass
 
 
-def _show_log(quiet: bool) -> None:
+@contextlib.contextmanager
+def _log_to_stderr(quiet: bool):
     """Show the package's log (a first model load featurizing its support structures) on
-    stderr, as ``ase-alchemical: message``; ``--quiet`` keeps warnings only. The handler
-    is installed once per process, however often ``main`` runs (tests call it many times)."""
+    stderr while a command runs, as ``ase-alchemical: message``; ``--quiet`` keeps
+    warnings only. The handler and level are removed again afterwards, so that ``main``
+    called from Python (the tests, a script) leaves the library's logger as it was."""
     logger = logging.getLogger("ase_alchemical")
+    handler, level = _StderrHandler(), logger.level
+    logger.addHandler(handler)
     logger.setLevel(logging.WARNING if quiet else logging.INFO)
-    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
-        logger.addHandler(_StderrHandler())
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -638,13 +645,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    _show_log(quiet=bool(getattr(args, "quiet", False)))
     if args.no_cache:  # read by every model load of this process
         from .feature_cache import NO_CACHE_ENV
 
         os.environ[NO_CACHE_ENV] = "1"
     try:
-        return _COMMANDS[args.command](args)
+        with _log_to_stderr(quiet=bool(getattr(args, "quiet", False))):
+            return _COMMANDS[args.command](args)
     except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as e:
         # expected user errors (bad file, unknown element, missing data): one clear line
         print(f"ase-alchemical {args.command}: error: {e}", file=sys.stderr)

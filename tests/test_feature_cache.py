@@ -126,3 +126,11 @@ def test_the_command_line_shows_the_first_load(model_file, tmp_path, capsys):
     first, second = err
     assert first.count("ase-alchemical: featurizing the 30 support structures") == 1
     assert second == ""
+    # the command leaves the library's logger as it found it: a later load from Python
+    # (a notebook in the same process) writes nothing to stderr
+    logger = logging.getLogger("ase_alchemical")
+    assert all(isinstance(h, logging.NullHandler) for h in logger.handlers)
+    for entry in (tmp_path / "cache").glob("*"):
+        entry.unlink()
+    load_model(path)
+    assert capsys.readouterr().err == ""

@@ -1,6 +1,6 @@
 """ASE calculator wrapping a trained model: a structure kernel
-(:class:`~ase_alchemical.model.AlchemicalKRR`) or a local potential
-(:class:`~ase_alchemical.potential.AlchemicalPotential`).
+(:class:`~ase_alchemical.structure.model.AlchemicalKRR`) or a local potential
+(:class:`~ase_alchemical.local.model.AlchemicalPotential`).
 
 >>> from ase_alchemical import AlchemicalCalculator
 >>> atoms.calc = AlchemicalCalculator()          # the shipped default model
@@ -25,11 +25,10 @@ from ase.calculators.calculator import Calculator, PropertyNotImplementedError, 
 from ase.neighborlist import neighbor_list
 from ase.stress import full_3x3_to_voigt_6_stress
 
-from .devices import resolve_device
-from .features import check_structure
-from .hypers import hypers_list
-from .model import AlchemicalKRR
-from .potential import AlchemicalPotential
+from .core.devices import resolve_device
+from .core.features import check_structure
+from .core.hypers import hypers_list
+from .local.model import AlchemicalPotential
 from .registry import (  # noqa: F401  (model_path & co. were first importable from here)
     DEFAULT_MODEL,
     available_models,
@@ -37,6 +36,7 @@ from .registry import (  # noqa: F401  (model_path & co. were first importable f
     resolve_model,
     resolve_model_path,
 )
+from .structure.model import AlchemicalKRR
 
 __all__ = ["AlchemicalCalculator", "OutOfDomainWarning"]
 
@@ -69,11 +69,11 @@ class AlchemicalCalculator(Calculator):
     ----------
     model
         ``None`` (the shipped default), a shipped model's name, a model file path, or a
-        fitted :class:`~ase_alchemical.model.AlchemicalKRR` or
-        :class:`~ase_alchemical.potential.AlchemicalPotential`.
+        fitted :class:`~ase_alchemical.structure.model.AlchemicalKRR` or
+        :class:`~ase_alchemical.local.model.AlchemicalPotential`.
     device
         Torch device; ``None`` picks CUDA when available, else CPU
-        (:func:`~ase_alchemical.devices.resolve_device`).
+        (:func:`~ase_alchemical.core.devices.resolve_device`).
     dtype
         Floating dtype of U, the support features and the kernel, ``"float64"`` (default)
         or ``"float32"`` (or the torch dtypes): float32 trades precision for speed on

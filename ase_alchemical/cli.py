@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from ._version import __version__
-from .fileio import atomic_write
+from .core.fileio import atomic_write
 
 _DESCRIPTION = """\
 Alchemical-compression SOAP kernel models for ASE.
@@ -46,7 +46,7 @@ _UNCERTAINTY_HELP = (
 
 
 def _add_train(sub) -> None:
-    from .hypers import DEFAULT_HYPERS
+    from .core.hypers import DEFAULT_HYPERS
 
     basis = DEFAULT_HYPERS["basis"]
     scaling = DEFAULT_HYPERS["density"].get("scaling")
@@ -189,7 +189,7 @@ def _scaling(text: str) -> dict | None:
 
 
 def _cmd_train_local(args, hypers) -> int:
-    from .potential_training import train_potential
+    from .local.training import train_potential
 
     if args.data is None:
         raise ValueError("--kernel local needs --data: a structure file with energies")
@@ -215,8 +215,8 @@ def _cmd_train_local(args, hypers) -> int:
 
 
 def _cmd_train(args) -> int:
-    from .hypers import multiscale_hypers
-    from .training import train_elpasolite_model
+    from .core.hypers import multiscale_hypers
+    from .structure.training import train_elpasolite_model
 
     hypers = multiscale_hypers(
         args.cutoff, max_radial=args.max_radial, max_angular=args.max_angular,
@@ -269,8 +269,8 @@ def _cmd_train(args) -> int:
 
 
 def _cmd_refit(args) -> int:
-    from .model import load_model
-    from .training import refit_elpasolite_model
+    from .structure.model import load_model
+    from .structure.training import refit_elpasolite_model
 
     model = load_model(args.model, device=args.device)
     _, report = refit_elpasolite_model(model, data=args.data, out=args.out)
@@ -286,7 +286,7 @@ def _cmd_refit(args) -> int:
 
 
 def _cmd_evaluate_local(model, args) -> int:
-    from .datasets import read_structures
+    from .data.datasets import read_structures
 
     if args.data is None:
         raise ValueError("evaluating a local potential needs --data: a labelled structure file")
@@ -307,7 +307,7 @@ def _cmd_evaluate_local(model, args) -> int:
 
 def _cmd_evaluate(args) -> int:
     from .registry import load_model
-    from .training import evaluate_on_test_split
+    from .structure.training import evaluate_on_test_split
 
     model = load_model(args.model, device=args.device)
     if model.kind == "local":
@@ -323,7 +323,7 @@ def _cmd_evaluate(args) -> int:
 
 
 def _cmd_predict(args) -> int:
-    from .datasets import read_frames
+    from .data.datasets import read_frames
     from .registry import load_model
 
     model = load_model(args.model, device=args.device)
@@ -360,7 +360,7 @@ def _write_energies(frames, energies, out, max_forces=None, stds=None) -> None:
 
 def _cmd_energy(args) -> int:
     from .calculator import AlchemicalCalculator
-    from .datasets import build_elpasolite, read_frames
+    from .data.datasets import build_elpasolite, read_frames
 
     frames = []
     for path in args.structures:
@@ -416,7 +416,7 @@ def _dask_client(args, stack: contextlib.ExitStack):
 
 def _cmd_screen(args) -> int:
     from .registry import resolve_model
-    from .screening import screen_elpasolites
+    from .structure.screening import screen_elpasolites
 
     model = resolve_model(args.model, args.device)
     elements = args.elements.split(",") if args.elements else None
@@ -464,15 +464,15 @@ def _cmd_export(args) -> int:
 
 
 def _cmd_info(args) -> int:
+    from .core.serialization import model_file_info
     from .registry import resolve_model_path
-    from .serialization import model_file_info
 
     print(json.dumps(model_file_info(resolve_model_path(args.model)), indent=2))
     return 0
 
 
 def _cmd_fetch(args) -> int:
-    from .datasets import fetch_elpasolites
+    from .data.datasets import fetch_elpasolites
 
     path = fetch_elpasolites(args.dir)
     print(f"elpasolite data verified at {path}")
@@ -646,7 +646,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     if args.no_cache:  # read by every model load of this process
-        from .feature_cache import NO_CACHE_ENV
+        from .core.feature_cache import NO_CACHE_ENV
 
         os.environ[NO_CACHE_ENV] = "1"
     try:

@@ -40,10 +40,10 @@ from metatomic.torch import (
 )
 
 from ._version import __version__
-from .fileio import atomic_write
-from .hypers import basis_shapes, hypers_list
-from .model import AlchemicalKRR
-from .potential import AlchemicalPotential
+from .core.fileio import atomic_write
+from .core.hypers import basis_shapes, hypers_list
+from .local.model import AlchemicalPotential
+from .structure.model import AlchemicalKRR
 
 __all__ = ["export_metatomic"]
 

@@ -91,7 +91,7 @@ def plot_elements(model_or_u, species=None, components=(0, 1), ax=None):
     Parameters
     ----------
     model_or_u
-        A fitted :class:`~ase_alchemical.model.AlchemicalKRR` or an array U.
+        A fitted :class:`~ase_alchemical.structure.model.AlchemicalKRR` or an array U.
     species
         Atomic numbers of U's rows (taken from the model when given one).
     components
@@ -301,8 +301,8 @@ def save_parity_plot(model, frames, path):
     ``frames``, saved to ``path`` (atomically); returns the path."""
     from matplotlib.figure import Figure
 
-    from .fileio import atomic_write
-    from .targets import LabelError, forces_of, per_atom_energies
+    from .core.fileio import atomic_write
+    from .core.targets import LabelError, forces_of, per_atom_energies
 
     frames = list(frames)
     try:

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import torch
 
-from . import model as _structure
-from .model import AlchemicalKRR
-from .potential import AlchemicalPotential, load_potential
-from .serialization import read_model_file
+from .core.serialization import read_model_file
+from .local.model import AlchemicalPotential, load_potential
+from .structure import model as _structure
+from .structure.model import AlchemicalKRR
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -62,13 +62,13 @@ def load_model(
     """Load a model file of either kind: an :class:`.AlchemicalKRR` (structure kernel) or
     an :class:`.AlchemicalPotential` (local), as the file says. ``cache``: whether a
     structure kernel's support features come from the
-    :mod:`~ase_alchemical.feature_cache` (``None``: unless ``ASE_ALCHEMICAL_NO_CACHE=1``).
+    :mod:`~ase_alchemical.core.feature_cache` (``None``: unless ``ASE_ALCHEMICAL_NO_CACHE=1``).
 
     Raises
     ------
     FileNotFoundError
         The file does not exist.
-    ase_alchemical.serialization.ModelFileError
+    ase_alchemical.core.serialization.ModelFileError
         The file is not an ase-alchemical model, is truncated or corrupted, or was
         written by an incompatible format version.
     """

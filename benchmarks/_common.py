@@ -66,7 +66,7 @@ def study_arguments(description: str, d_j: bool = True, extra: list | None = Non
 
 def save_figure(fig, out: str) -> str:
     """Write ``fig`` as a PNG next to the markdown file ``out`` (atomically); its path."""
-    from ase_alchemical.fileio import atomic_write
+    from ase_alchemical.core.fileio import atomic_write
 
     fig.tight_layout()
     png = out.rsplit(".", 1)[0] + ".png"
@@ -103,7 +103,7 @@ def write_table(out: str, title: str, setting: str, header: list[str], rows: lis
     import platform
 
     from ase_alchemical import __version__
-    from ase_alchemical.fileio import atomic_write
+    from ase_alchemical.core.fileio import atomic_write
 
     lines = [
         f"# {title} (ase-alchemical {__version__}, {platform.machine()}, "
@@ -129,8 +129,8 @@ def write_variant_table(out: str, title: str, setting: str, rows: list) -> None:
 def per_element_baseline(train, test) -> dict:
     """The trivial baselines of a potential: a per-element linear fit of the training
     energies (least squares on element counts), and zero forces, scored on ``test``."""
-    from ase_alchemical.local_fit import reference_energies
-    from ase_alchemical.targets import forces_of
+    from ase_alchemical.local.fit import reference_energies
+    from ase_alchemical.core.targets import forces_of
 
     species = sorted({int(z) for a in train + test for z in a.numbers})
 
@@ -161,7 +161,7 @@ def write_report(path, lines: list[str], results) -> None:
     import json
     from pathlib import Path
 
-    from ase_alchemical.fileio import atomic_write
+    from ase_alchemical.core.fileio import atomic_write
 
     path = Path(path)
     text = "\n".join(lines) + "\n"

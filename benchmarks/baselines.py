@@ -43,13 +43,13 @@ def _peak_mb() -> float:
 
 
 def _frames(data, n_train):
-    from ase_alchemical.datasets import load_elpasolites, split
+    from ase_alchemical.data.datasets import load_elpasolites, split
 
     return split(load_elpasolites(data), n_train, 1000, 1000, seed=0)
 
 
 def _energies(frames) -> np.ndarray:
-    from ase_alchemical.targets import per_atom_energies  # each variant imports in its process
+    from ase_alchemical.core.targets import per_atom_energies  # each variant imports in its process
 
     return per_atom_energies(frames)
 
@@ -107,7 +107,7 @@ def _dscribe_soap(frames, hypers, species):
 def _sklearn(data, n_train, which) -> dict:
     from sklearn.kernel_ridge import KernelRidge
 
-    from ase_alchemical.hypers import DEFAULT_HYPERS
+    from ase_alchemical.core.hypers import DEFAULT_HYPERS
 
     train, opt, test = _frames(data, n_train)
     species = sorted({int(z) for s in (train, opt, test) for a in s for z in a.numbers})
@@ -192,7 +192,7 @@ def _write(out: str, rows: list[dict], steps: int) -> None:
     from _common import save_figure
 
     from ase_alchemical import __version__
-    from ase_alchemical.fileio import atomic_write
+    from ase_alchemical.core.fileio import atomic_write
 
     lines = [
         f"# Baselines (ase-alchemical {__version__}, {platform.machine()}, "

@@ -26,11 +26,11 @@ import numpy as np
 import torch
 
 from ase_alchemical import AlchemicalCalculator
-from ase_alchemical.datasets import build_elpasolite, load_elpasolites, split
-from ase_alchemical.hypers import DEFAULT_HYPERS, hypers_list
-from ase_alchemical.kernels import sparse_krr_weights
-from ase_alchemical.targets import per_atom_energies
-from ase_alchemical.training import device_name
+from ase_alchemical.data.datasets import build_elpasolite, load_elpasolites, split
+from ase_alchemical.core.hypers import DEFAULT_HYPERS, hypers_list
+from ase_alchemical.structure.solvers import sparse_krr_weights
+from ase_alchemical.core.targets import per_atom_energies
+from ase_alchemical.structure.training import device_name
 
 
 class PlainSoapBaseline:

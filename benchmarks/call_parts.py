@@ -23,7 +23,7 @@ import torch
 
 from ase_alchemical import AlchemicalCalculator
 from ase_alchemical import features as F
-from ase_alchemical.datasets import build_elpasolite
+from ase_alchemical.data.datasets import build_elpasolite
 
 
 def median_ms(fn, repeats: int, sync=lambda: None) -> float:

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from _common import compare_variants, study_arguments, write_variant_table  # on sys.path
 
-from ase_alchemical.datasets import load_elpasolites, split
-from ase_alchemical.features import compute_pair_spectrum
-from ase_alchemical.targets import per_atom_energies
+from ase_alchemical.data.datasets import load_elpasolites, split
+from ase_alchemical.core.features import compute_pair_spectrum
+from ase_alchemical.core.targets import per_atom_energies
 
 VARIANTS = {
     "summed over centres (default)": {},

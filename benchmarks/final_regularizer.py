@@ -21,10 +21,10 @@ import time
 
 from _common import write_table  # benchmarks/ is on sys.path
 
-from ase_alchemical.datasets import load_elpasolites, split
-from ase_alchemical.model import load_model
+from ase_alchemical.data.datasets import load_elpasolites, split
+from ase_alchemical.structure.model import load_model
 from ase_alchemical.registry import resolve_model_path
-from ase_alchemical.training import (
+from ase_alchemical.structure.training import (
     REGULARIZER_FACTORS,
     _checked_data_file,
     _recorded_split,

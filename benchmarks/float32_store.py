@@ -28,8 +28,8 @@ import torch
 from _common import write_report
 
 from ase_alchemical import AlchemicalCalculator, __version__
-from ase_alchemical.datasets import build_elpasolite, load_elpasolites, split
-from ase_alchemical.targets import per_atom_energies
+from ase_alchemical.data.datasets import build_elpasolite, load_elpasolites, split
+from ase_alchemical.core.targets import per_atom_energies
 
 
 def _median_ms(fn, repeat: int) -> float:

@@ -1,6 +1,6 @@
 """The prototype geometry rule is a modelling choice: accuracy on the data vs real sizes.
 
-For each rule of :data:`ase_alchemical.datasets.GEOMETRY_RULES` (hard-sphere, octahedral
+For each rule of :data:`ase_alchemical.data.datasets.GEOMETRY_RULES` (hard-sphere, octahedral
 only, fixed a = 8 Å) the same model (d_J = 4, defaults) is fitted on the same split of
 the same compositions, and we report
 
@@ -26,10 +26,10 @@ import torch
 from _common import STUDY_RECIPE, fit_and_score, save_figure, study_arguments  # on sys.path
 
 from ase_alchemical import AlchemicalKRR, __version__
-from ase_alchemical.datasets import GEOMETRY_RULES, build_elpasolite, load_elpasolites, split
-from ase_alchemical.features import compute_pair_spectrum
-from ase_alchemical.fileio import atomic_write
-from ase_alchemical.targets import per_atom_energies
+from ase_alchemical.data.datasets import GEOMETRY_RULES, build_elpasolite, load_elpasolites, split
+from ase_alchemical.core.features import compute_pair_spectrum
+from ase_alchemical.core.fileio import atomic_write
+from ase_alchemical.core.targets import per_atom_energies
 
 #: (A, B, C, D) sites and a lattice constant (Å) measured on the real crystal.
 REAL = {"K2NaAlF6": (("Al", "Na", "K", "F"), 8.1), "Cs2NaBiCl6": (("Bi", "Na", "Cs", "Cl"), 10.8)}

@@ -14,10 +14,10 @@ import argparse
 from _common import STUDY_RECIPE, fit_and_score  # benchmarks/ is on sys.path when run as a script
 
 from ase_alchemical import AlchemicalKRR
-from ase_alchemical.datasets import load_elpasolites, split
-from ase_alchemical.features import compute_pair_spectrum
-from ase_alchemical.hypers import make_hypers
-from ase_alchemical.targets import per_atom_energies
+from ase_alchemical.data.datasets import load_elpasolites, split
+from ase_alchemical.core.features import compute_pair_spectrum
+from ase_alchemical.core.hypers import make_hypers
+from ase_alchemical.core.targets import per_atom_energies
 
 GRID = [
     dict(cutoff=5.0, max_radial=5, max_angular=4, density_width=0.3),

@@ -24,12 +24,12 @@ import torch
 from _common import elapsed_s  # benchmarks/ is on sys.path
 
 from ase_alchemical import AlchemicalKRR, __version__
-from ase_alchemical.datasets import load_elpasolites, split
-from ase_alchemical.features import compute_pair_spectrum
-from ase_alchemical.fileio import atomic_write
-from ase_alchemical.hypers import multiscale_hypers
-from ase_alchemical.targets import per_atom_energies
-from ase_alchemical.training import device_name
+from ase_alchemical.data.datasets import load_elpasolites, split
+from ase_alchemical.core.features import compute_pair_spectrum
+from ase_alchemical.core.fileio import atomic_write
+from ase_alchemical.core.hypers import multiscale_hypers
+from ase_alchemical.core.targets import per_atom_energies
+from ase_alchemical.structure.training import device_name
 
 #: Settings of every alchemical fit (besides d_J and the number of steps): the shipped
 #: model's recipe (full KRR, zeta 3, U learned on 2,000-crystal subsets per step).

@@ -25,14 +25,14 @@ import torch
 from _common import write_report
 
 from ase_alchemical import __version__
-from ase_alchemical.feature_cache import CACHE_DIR_ENV, NO_CACHE_ENV
+from ase_alchemical.core.feature_cache import CACHE_DIR_ENV, NO_CACHE_ENV
 from ase_alchemical.registry import available_models
 
 CHILD = """
 import json, sys, time
 t0 = time.perf_counter()
 from ase_alchemical import AlchemicalCalculator
-from ase_alchemical.datasets import build_elpasolite
+from ase_alchemical.data.datasets import build_elpasolite
 t1 = time.perf_counter()
 calc = AlchemicalCalculator(sys.argv[1], device="cpu")
 t2 = time.perf_counter()

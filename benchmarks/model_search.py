@@ -43,11 +43,11 @@ import torch
 from _common import elapsed_s  # benchmarks/ is on sys.path
 
 from ase_alchemical import AlchemicalKRR
-from ase_alchemical.datasets import load_elpasolites, split
-from ase_alchemical.fileio import atomic_write
-from ase_alchemical.hypers import multiscale_hypers
-from ase_alchemical.targets import per_atom_energies
-from ase_alchemical.training import device_name, train_elpasolite_model
+from ase_alchemical.data.datasets import load_elpasolites, split
+from ase_alchemical.core.fileio import atomic_write
+from ase_alchemical.core.hypers import multiscale_hypers
+from ase_alchemical.core.targets import per_atom_energies
+from ase_alchemical.structure.training import device_name, train_elpasolite_model
 
 #: The shipped best model's recipe; every candidate changes one or two things.
 BASE = dict(d_j=6, cutoffs=(5.0, 7.0), zeta=3, n_steps=250, step_train_size=2000,

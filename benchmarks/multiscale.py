@@ -19,10 +19,10 @@ import torch
 from _common import STUDY_RECIPE, fit_and_score, study_arguments  # benchmarks/ is on sys.path
 
 from ase_alchemical import AlchemicalKRR
-from ase_alchemical.datasets import load_elpasolites, split
-from ase_alchemical.features import PairSpectrum, compute_pair_spectrum
-from ase_alchemical.hypers import make_hypers, multiscale_hypers
-from ase_alchemical.targets import per_atom_energies
+from ase_alchemical.data.datasets import load_elpasolites, split
+from ase_alchemical.core.features import PairSpectrum, compute_pair_spectrum
+from ase_alchemical.core.hypers import make_hypers, multiscale_hypers
+from ase_alchemical.core.targets import per_atom_energies
 
 #: name -> (cutoffs in Å, learn the scale weights); default radial scaling everywhere
 VARIANTS = {

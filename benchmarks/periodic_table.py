@@ -27,10 +27,10 @@ import torch
 from _common import elapsed_s  # benchmarks/ is on sys.path
 
 from ase_alchemical import AlchemicalKRR, __version__
-from ase_alchemical.datasets import load_elpasolites, split
-from ase_alchemical.features import compute_pair_spectrum
-from ase_alchemical.fileio import atomic_write
-from ase_alchemical.targets import per_atom_energies
+from ase_alchemical.data.datasets import load_elpasolites, split
+from ase_alchemical.core.features import compute_pair_spectrum
+from ase_alchemical.core.fileio import atomic_write
+from ase_alchemical.core.targets import per_atom_energies
 
 N_TRAIN, N_OPT, N_TEST = 6000, 2000, 1000
 

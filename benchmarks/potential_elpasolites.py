@@ -29,10 +29,10 @@ import torch
 from learning_curve import ALCHEMICAL  # benchmarks/ is on sys.path
 
 from ase_alchemical import AlchemicalKRR, AlchemicalPotential, __version__
-from ase_alchemical.datasets import load_elpasolites, split
-from ase_alchemical.features import compute_pair_spectrum
-from ase_alchemical.fileio import atomic_write
-from ase_alchemical.targets import per_atom_energies
+from ase_alchemical.data.datasets import load_elpasolites, split
+from ase_alchemical.core.features import compute_pair_spectrum
+from ase_alchemical.core.fileio import atomic_write
+from ase_alchemical.core.targets import per_atom_energies
 
 
 def main() -> None:

@@ -64,7 +64,7 @@ QUICK_ROWS = {
 
 
 def _data(path: str | None) -> Path:
-    from ase_alchemical.datasets import DATA_ENV
+    from ase_alchemical.data.datasets import DATA_ENV
 
     default = HERE.parent.parent / "shared" / "data"
     root = Path(path) if path else Path(os.environ.get(DATA_ENV, default))
@@ -75,8 +75,8 @@ def _data(path: str | None) -> Path:
 
 
 def _frames(file: Path):
-    from ase_alchemical.datasets import read_structures
-    from ase_alchemical.potential_training import split_by_index
+    from ase_alchemical.data.datasets import read_structures
+    from ase_alchemical.local.training import split_by_index
 
     return split_by_index(read_structures(file, forces=True))
 
@@ -109,7 +109,7 @@ def run_one(file: Path, params: dict, fit: bool | str, n_train: int) -> dict:
     import torch
 
     from ase_alchemical import AlchemicalPotential
-    from ase_alchemical.targets import stresses_of
+    from ase_alchemical.core.targets import stresses_of
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
     train, opt, test = _frames(file)

@@ -10,7 +10,7 @@ Two stages, both resumable from the label cache (outside the repository):
 elpasolites (so a larger ``n`` extends a smaller run) and labels, for each, the prototype
 crystal, two frames of its GFN1-xTB relaxation (positions and cell), the relaxed crystal,
 three rattled copies (0.08 Å) and three strained ones (±4 %), with
-:func:`ase_alchemical.reference_labels.label_elpasolites` (tblite).
+:func:`ase_alchemical.data.reference_labels.label_elpasolites` (tblite).
 
 ``evaluate`` splits by *composition* (composition ``i % 10 == 9`` of the permutation:
 test, ``== 8``: held-out, the rest training: no test crystal's composition is seen in
@@ -40,7 +40,7 @@ HERE = Path(__file__).resolve().parent
 
 def compositions(n: int) -> list[tuple[str, str, str, str]]:
     """The first ``n`` elpasolite compositions of a fixed random permutation."""
-    from ase_alchemical.datasets import load_elpasolite_table
+    from ase_alchemical.data.datasets import load_elpasolite_table
 
     sites, _ = load_elpasolite_table()
     order = np.random.default_rng(0).permutation(len(sites))
@@ -52,7 +52,7 @@ def label(n: int, directory: Path, child: bool = False, max_restarts: int = 100)
     after a crash of the method (the crashed composition is then recorded as failed)."""
     import subprocess
 
-    from ase_alchemical.reference_labels import label_elpasolites
+    from ase_alchemical.data.reference_labels import label_elpasolites
 
     if child:
         label_elpasolites(compositions(n), directory)
@@ -221,7 +221,7 @@ def physics_checks(model, test_comps: list, data: dict, n_checks: int, md_steps:
     """The relaxed lattice constant, bulk modulus, Gamma phonons, NVE and call times of
     the potential against GFN1-xTB, on the first ``n_checks`` test compositions."""
     from ase_alchemical import AlchemicalCalculator
-    from ase_alchemical.reference_labels import xtb_calculator
+    from ase_alchemical.data.reference_labels import xtb_calculator
 
     ml, xtb = AlchemicalCalculator(model), xtb_calculator()
     out, skipped = [], []
@@ -242,7 +242,7 @@ def physics_checks(model, test_comps: list, data: dict, n_checks: int, md_steps:
 
 def _check_one(sites, ml, xtb, md_steps: int) -> dict:
     """The checks of one composition (see :func:`physics_checks`)."""
-    from ase_alchemical.datasets import build_elpasolite
+    from ase_alchemical.data.datasets import build_elpasolite
 
     row = {"composition": "".join(f"{s}" for s in sites), "sites": list(sites)}
     prototype = build_elpasolite(*sites)
@@ -285,7 +285,7 @@ def evaluate(n: int, directory: Path, out: str | None, n_checks: int = 3,
 
     import torch
 
-    from ase_alchemical.reference_labels import plausible_labels, read_labelled
+    from ase_alchemical.data.reference_labels import plausible_labels, read_labelled
 
     comps = compositions(n)
     labelled = read_labelled(directory, comps)
@@ -331,7 +331,7 @@ def evaluate(n: int, directory: Path, out: str | None, n_checks: int = 3,
 
 def write(out: str, results: dict, n: int, counts: dict, sizes) -> None:
     from ase_alchemical import __version__
-    from ase_alchemical.fileio import atomic_write
+    from ase_alchemical.core.fileio import atomic_write
 
     lines = [
         "# The local potential against GFN1-xTB on generated elpasolite data",
@@ -395,7 +395,7 @@ def write(out: str, results: dict, n: int, counts: dict, sizes) -> None:
 
 
 def main(argv=None) -> None:
-    from ase_alchemical.reference_labels import default_label_dir
+    from ase_alchemical.data.reference_labels import default_label_dir
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("stage", choices=["label", "evaluate"])

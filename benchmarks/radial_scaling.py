@@ -20,11 +20,11 @@ import torch
 from _common import STUDY_RECIPE, fit_and_score, study_arguments  # benchmarks/ is on sys.path
 
 from ase_alchemical import AlchemicalKRR, __version__
-from ase_alchemical.datasets import load_elpasolites, split
-from ase_alchemical.features import compute_pair_spectrum
-from ase_alchemical.fileio import atomic_write
-from ase_alchemical.hypers import make_hypers
-from ase_alchemical.targets import per_atom_energies
+from ase_alchemical.data.datasets import load_elpasolites, split
+from ase_alchemical.core.features import compute_pair_spectrum
+from ase_alchemical.core.fileio import atomic_write
+from ase_alchemical.core.hypers import make_hypers
+from ase_alchemical.core.targets import per_atom_energies
 
 
 def _willatt(c: float, r0: float, m: int) -> dict:

@@ -20,7 +20,7 @@ import torch
 from _common import print_row, study_arguments, write_table  # benchmarks/ is on sys.path
 
 from ase_alchemical import AlchemicalKRR
-from ase_alchemical.datasets import load_elpasolites, split
+from ase_alchemical.data.datasets import load_elpasolites, split
 
 
 def _mae(model, frames) -> float:

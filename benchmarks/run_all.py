@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from ase_alchemical.datasets import DATA_ENV
+from ase_alchemical.data.datasets import DATA_ENV
 
 HERE = Path(__file__).resolve().parent
 

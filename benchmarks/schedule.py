@@ -21,8 +21,8 @@ import torch
 from _common import print_row, study_arguments, write_table  # benchmarks/ is on sys.path
 
 from ase_alchemical import AlchemicalKRR
-from ase_alchemical.datasets import load_elpasolites, split
-from ase_alchemical.targets import per_atom_energies
+from ase_alchemical.data.datasets import load_elpasolites, split
+from ase_alchemical.core.targets import per_atom_energies
 
 VARIANTS = {  # key: (name, lr_schedule, learning_rate)
     "constant": ("constant, lr 0.1", "constant", 0.1),

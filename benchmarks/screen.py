@@ -24,10 +24,10 @@ import numpy as np
 import torch
 
 from ase_alchemical import AlchemicalCalculator, __version__
-from ase_alchemical.datasets import build_elpasolite, load_elpasolite_table
-from ase_alchemical.fileio import atomic_write
-from ase_alchemical.screening import screen_elpasolites
-from ase_alchemical.training import device_name
+from ase_alchemical.data.datasets import build_elpasolite, load_elpasolite_table
+from ase_alchemical.core.fileio import atomic_write
+from ase_alchemical.structure.screening import screen_elpasolites
+from ase_alchemical.structure.training import device_name
 
 QUICK_ELEMENTS = ["Li", "Na", "K", "Cs", "Mg", "Ba", "Al", "Tl", "Bi", "F", "Cl", "I"]
 

@@ -26,7 +26,7 @@ from distributed import Client, LocalCluster, get_task_stream
 
 from ase_alchemical import __version__
 from ase_alchemical.registry import resolve_model
-from ase_alchemical.screening import screen_elpasolites
+from ase_alchemical.structure.screening import screen_elpasolites
 
 
 def main() -> None:

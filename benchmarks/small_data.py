@@ -30,9 +30,9 @@ import time
 import numpy as np
 
 from ase_alchemical import AlchemicalKRR, __version__
-from ase_alchemical.datasets import load_elpasolites, split
-from ase_alchemical.fileio import atomic_write
-from ase_alchemical.targets import per_atom_energies
+from ase_alchemical.data.datasets import load_elpasolites, split
+from ase_alchemical.core.fileio import atomic_write
+from ase_alchemical.core.targets import per_atom_energies
 
 VARIANTS = {
     "zeta 2, sparse, constant lr, no rotation": dict(

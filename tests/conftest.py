@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ase_alchemical.datasets import DATA_ENV, build_elpasolite, load_elpasolites
+from ase_alchemical.data.datasets import DATA_ENV, build_elpasolite, load_elpasolites
 
 
 def _data_dir() -> Path | None:
@@ -68,7 +68,7 @@ def six_element_crystals():
 def _feature_cache_of_this_session(tmp_path_factory):
     """Model loads of the tests cache their support features in a directory of their own
     (built by the first load, read by the later ones), never in the user's cache."""
-    from ase_alchemical.feature_cache import CACHE_DIR_ENV
+    from ase_alchemical.core.feature_cache import CACHE_DIR_ENV
 
     previous = os.environ.get(CACHE_DIR_ENV)
     os.environ[CACHE_DIR_ENV] = str(tmp_path_factory.mktemp("feature-cache"))
@@ -83,7 +83,7 @@ def _feature_cache_of_this_session(tmp_path_factory):
 def screen_model():
     """A small fitted model over 7 elements (420 compositions to screen), toy labels."""
     from ase_alchemical import AlchemicalKRR
-    from ase_alchemical.hypers import make_hypers
+    from ase_alchemical.core.hypers import make_hypers
 
     elements = ["Li", "Na", "Cs", "F", "Cl", "Al", "Tl"]
     rng = np.random.default_rng(3)
@@ -109,7 +109,7 @@ def hea_file(data_dir):
 
 @pytest.fixture(scope="session")
 def hea_frames(hea_file):
-    from ase_alchemical.datasets import read_structures
+    from ase_alchemical.data.datasets import read_structures
 
     return read_structures(hea_file, forces=True, stress=True)
 
@@ -121,8 +121,8 @@ def small_hea_potential(hea_frames):
     from ase import Atoms
 
     from ase_alchemical import AlchemicalPotential
-    from ase_alchemical.hypers import make_hypers
-    from ase_alchemical.potential_training import split_by_index
+    from ase_alchemical.core.hypers import make_hypers
+    from ase_alchemical.local.training import split_by_index
 
     train, held_out, _ = split_by_index(hea_frames)
     hypers = make_hypers(cutoff=4.0, max_radial=3, max_angular=2)

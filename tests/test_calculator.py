@@ -11,8 +11,8 @@ from ase.optimize import BFGS
 from ase.units import fs
 
 from ase_alchemical import AlchemicalCalculator, AlchemicalKRR, UnknownElementError
-from ase_alchemical.datasets import build_elpasolite, split
-from ase_alchemical.hypers import make_hypers
+from ase_alchemical.data.datasets import build_elpasolite, split
+from ase_alchemical.core.hypers import make_hypers
 
 SMALL = make_hypers(cutoff=4.0, max_radial=3, max_angular=2)
 

@@ -8,7 +8,7 @@ import torch
 
 from ase_alchemical import load_model
 from ase_alchemical.cli import main
-from ase_alchemical.datasets import build_elpasolite
+from ase_alchemical.data.datasets import build_elpasolite
 
 
 @pytest.fixture(scope="module")

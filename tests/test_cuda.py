@@ -13,9 +13,9 @@ import pytest
 import torch
 
 from ase_alchemical import AlchemicalCalculator, AlchemicalKRR
-from ase_alchemical.datasets import build_elpasolite, split
-from ase_alchemical.hypers import make_hypers
-from ase_alchemical.screening import screen_elpasolites
+from ase_alchemical.data.datasets import build_elpasolite, split
+from ase_alchemical.core.hypers import make_hypers
+from ase_alchemical.structure.screening import screen_elpasolites
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 

@@ -6,7 +6,7 @@ from ase.data import atomic_numbers, covalent_radii
 from ase.spacegroup import crystal
 
 from ase_alchemical import datasets
-from ase_alchemical.datasets import (
+from ase_alchemical.data.datasets import (
     DataNotFoundError,
     build_elpasolite,
     load_elpasolite_table,
@@ -145,7 +145,7 @@ def test_read_structures_extxyz(tmp_path, crystals):
 def test_atomic_write_makes_a_normal_file_and_cleans_up(tmp_path):
     import os
 
-    from ase_alchemical.fileio import atomic_write
+    from ase_alchemical.core.fileio import atomic_write
 
     path = atomic_write(tmp_path / "a.txt", lambda tmp: tmp.write_text("ok"))
     assert path.read_text() == "ok" and (os.stat(path).st_mode & 0o044) == 0o044

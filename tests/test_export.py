@@ -18,9 +18,9 @@ from metatomic_ase import MetatomicCalculator  # noqa: E402
 
 from ase_alchemical import AlchemicalCalculator, AlchemicalKRR, AlchemicalPotential  # noqa: E402
 from ase_alchemical.cli import main  # noqa: E402
-from ase_alchemical.datasets import build_elpasolite  # noqa: E402
+from ase_alchemical.data.datasets import build_elpasolite  # noqa: E402
 from ase_alchemical.export import export_metatomic  # noqa: E402
-from ase_alchemical.hypers import make_hypers  # noqa: E402
+from ase_alchemical.core.hypers import make_hypers  # noqa: E402
 
 NEAR = make_hypers(cutoff=4.0, max_radial=3, max_angular=2)
 FAR = make_hypers(cutoff=5.5, max_radial=3, max_angular=2)
@@ -100,7 +100,7 @@ def test_shipped_default_model_exports(tmp_path):
     assert "Willatt" in str(exported.metadata())
     # a fresh process that never imported featomic-torch loads it from the extensions
     script = (
-        "import sys; from ase_alchemical.datasets import build_elpasolite; "
+        "import sys; from ase_alchemical.data.datasets import build_elpasolite; "
         "from metatomic_ase import MetatomicCalculator; "
         "a = build_elpasolite('Al', 'Na', 'K', 'F'); "
         "a.calc = MetatomicCalculator(sys.argv[1], extensions_directory=sys.argv[2]); "

@@ -14,7 +14,7 @@ import torch
 
 from ase_alchemical import AlchemicalKRR, load_model
 from ase_alchemical import feature_cache as fc
-from ase_alchemical.hypers import make_hypers
+from ase_alchemical.core.hypers import make_hypers
 
 SMALL = make_hypers(cutoff=4.0, max_radial=3, max_angular=2)
 

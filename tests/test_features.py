@@ -7,11 +7,11 @@ import torch
 from ase import Atoms
 from scipy.spatial.transform import Rotation
 
-from ase_alchemical.compression import AlchemicalCompression
-from ase_alchemical.datasets import build_elpasolite
-from ase_alchemical.features import compute_pair_spectrum
-from ase_alchemical.hypers import DEFAULT_HYPERS, make_hypers
-from ase_alchemical.representation import structure_features
+from ase_alchemical.core.compression import AlchemicalCompression
+from ase_alchemical.data.datasets import build_elpasolite
+from ase_alchemical.core.features import compute_pair_spectrum
+from ase_alchemical.core.hypers import DEFAULT_HYPERS, make_hypers
+from ase_alchemical.structure.representation import structure_features
 
 
 def _identity_features(frames, species, center_resolved=False):

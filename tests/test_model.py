@@ -4,11 +4,10 @@ import torch
 from scipy.linalg import subspace_angles
 
 from ase_alchemical import AlchemicalKRR, ModelFileError, UnknownElementError, load_model
-from ase_alchemical.compression import AlchemicalCompression
-from ase_alchemical.datasets import build_elpasolite, split
-from ase_alchemical.features import compute_pair_spectrum
-from ase_alchemical.hypers import make_hypers
-from ase_alchemical.kernels import (
+from ase_alchemical.core.compression import AlchemicalCompression
+from ase_alchemical.data.datasets import build_elpasolite, split
+from ase_alchemical.core.features import compute_pair_spectrum
+from ase_alchemical.core.hypers import make_hypers
     FullSolver,
     PolynomialKernel,
     SparseSolver,
@@ -16,9 +15,9 @@ from ase_alchemical.kernels import (
     polynomial_kernel,
     sparse_krr_weights,
 )
-from ase_alchemical.optimize import joint_loss
-from ase_alchemical.representation import Representation, structure_features
-from ase_alchemical.targets import per_atom_energies
+from ase_alchemical.structure.optimize import joint_loss
+from ase_alchemical.structure.representation import Representation, structure_features
+from ase_alchemical.core.targets import per_atom_energies
 
 SMALL = make_hypers(cutoff=4.0, max_radial=3, max_angular=2)
 # The synthetic recovery below uses unscaled densities: with the default radial scaling

@@ -6,14 +6,15 @@ import torch
 
 from ase_alchemical import AlchemicalCalculator, AlchemicalKRR, load_model
 from ase_alchemical.cli import main
-from ase_alchemical.compression import AlchemicalCompression
-from ase_alchemical.datasets import build_elpasolite
-from ase_alchemical.features import compute_pair_spectrum
-from ase_alchemical.hypers import make_hypers, scale_sizes
-from ase_alchemical.kernels import FullSolver, PolynomialKernel, polynomial_kernel
-from ase_alchemical.optimize import joint_loss
-from ase_alchemical.representation import Representation, scale_widths, structure_features
-from ase_alchemical.targets import per_atom_energies
+from ase_alchemical.core.compression import AlchemicalCompression
+from ase_alchemical.data.datasets import build_elpasolite
+from ase_alchemical.core.features import compute_pair_spectrum
+from ase_alchemical.core.hypers import make_hypers, scale_sizes
+from ase_alchemical.structure.solvers import FullSolver
+from ase_alchemical.core.kernels import PolynomialKernel, polynomial_kernel
+from ase_alchemical.structure.optimize import joint_loss
+from ase_alchemical.structure.representation import Representation, scale_widths, structure_features
+from ase_alchemical.core.targets import per_atom_energies
 
 NEAR = make_hypers(cutoff=3.5, max_radial=3, max_angular=2, scaling=None)
 FAR = make_hypers(cutoff=6.0, max_radial=3, max_angular=1, scaling=None)

@@ -5,13 +5,13 @@ import pytest
 import torch
 
 from ase_alchemical import AlchemicalKRR
-from ase_alchemical.datasets import split
-from ase_alchemical.features import PairSpectrum
-from ase_alchemical.fitting import STRUCTURES_PER_MIXING_WEIGHT, rotates
-from ase_alchemical.hypers import make_hypers
-from ase_alchemical.kernels import FullSolver, SparseSolver
-from ase_alchemical.optimize import FixedSets, RotatingSets
-from ase_alchemical.targets import per_atom_energies
+from ase_alchemical.data.datasets import split
+from ase_alchemical.core.features import PairSpectrum
+from ase_alchemical.structure.fit import STRUCTURES_PER_MIXING_WEIGHT, rotates
+from ase_alchemical.core.hypers import make_hypers
+from ase_alchemical.structure.solvers import FullSolver, SparseSolver
+from ase_alchemical.structure.optimize import FixedSets, RotatingSets
+from ase_alchemical.core.targets import per_atom_energies
 
 
 def _pool(n):

@@ -12,13 +12,13 @@ from ase.calculators.singlepoint import SinglePointCalculator
 
 from ase_alchemical import AlchemicalCalculator, AlchemicalPotential, load_model
 from ase_alchemical.cli import main
-from ase_alchemical.compression import UnknownElementError
-from ase_alchemical.datasets import build_elpasolite
-from ase_alchemical.environments import compute_environments
-from ase_alchemical.hypers import make_hypers
-from ase_alchemical.local_kernel import derivative_rows, energy_and_gradients, kernel_rows
-from ase_alchemical.potential_training import split_by_index
-from ase_alchemical.serialization import ModelFileError
+from ase_alchemical.core.compression import UnknownElementError
+from ase_alchemical.data.datasets import build_elpasolite
+from ase_alchemical.local.environments import compute_environments
+from ase_alchemical.core.hypers import make_hypers
+from ase_alchemical.local.kernel import derivative_rows, energy_and_gradients, kernel_rows
+from ase_alchemical.local.training import split_by_index
+from ase_alchemical.core.serialization import ModelFileError
 
 SMALL = make_hypers(cutoff=4.0, max_radial=3, max_angular=3)
 
@@ -124,11 +124,11 @@ def test_stress_equals_strain_derivative(which, hea_potential, elpasolite_potent
 def test_design_rows_match_autograd(hea_frames):
     """The force and virial rows the solve uses are the derivatives of the kernel sums."""
     atoms = hea_frames[0]
-    from ase_alchemical.compression import AlchemicalCompression
+    from ase_alchemical.core.compression import AlchemicalCompression
 
     compression = AlchemicalCompression(sorted(set(atoms.numbers)), 2, init="random")
     env = compute_environments([atoms], SMALL, ["positions", "strain"])
-    from ase_alchemical.local_kernel import environment_features
+    from ase_alchemical.local.kernel import environment_features
 
     support = environment_features(env, compression)[::5]
     w = torch.randn(len(support), dtype=torch.float64)
@@ -224,7 +224,7 @@ def test_u_is_learned_on_energies_and_forces(hea_frames):
     assert len(history) == 4 and all(np.isfinite(h["loss"]) for h in history)
     assert history[0]["force_loss"] > 0
     assert model.best_step_ == int(np.argmin([h["loss"] for h in history]))
-    from ase_alchemical.compression import element_init
+    from ase_alchemical.core.compression import element_init
 
     start = element_init(model.species, 2)
     assert not np.allclose(model.U, start)  # U moved
@@ -234,8 +234,8 @@ def test_u_is_learned_on_energies_and_forces(hea_frames):
 def test_held_out_loss_gradient_equals_finite_differences(monkeypatch):
     """Gradients of the step loss reach U through the solve, the support features and the
     held-out forces (a second derivative), and equal finite differences."""
-    import ase_alchemical.potential as potential
-    from ase_alchemical.local_fit import held_out_loss
+    import ase_alchemical.local.model as potential
+    from ase_alchemical.local.fit import held_out_loss
 
     frames = _label_morse(_rattled_elpasolites(8, seed=2))
     captured = {}
@@ -297,7 +297,7 @@ def test_save_and_load_give_the_same_predictions(hea_potential, hea_frames, tmp_
     np.testing.assert_allclose(
         loaded.predict_std([atoms]), hea_potential.predict_std([atoms]), rtol=1e-8
     )
-    from ase_alchemical.model import load_model as load_structure_model
+    from ase_alchemical.structure.model import load_model as load_structure_model
 
     with pytest.raises(ModelFileError, match="local potential"):
         load_structure_model(path)
@@ -322,7 +322,7 @@ def test_environments_equal_metatensors_merged_blocks(hea_frames, gradients):
     a batch of periodic frames."""
     from ase.build import bulk
 
-    from ase_alchemical.features import expansion_calculator, merged_blocks, relabel_to_local_types
+    from ase_alchemical.core.features import expansion_calculator, merged_blocks, relabel_to_local_types
 
     cluster = bulk("Cu", "fcc", a=3.6).repeat(2)
     cluster.pbc, cluster.numbers[:3] = False, 28
@@ -364,7 +364,7 @@ def test_unknown_element_is_a_clear_error(hea_potential):
 def test_fit_needs_the_labels_it_is_asked_for(hea_frames):
     frames = [a.copy() for a in hea_frames[:4]]
     del frames[2].arrays["forces"]
-    from ase_alchemical.targets import LabelError
+    from ase_alchemical.core.targets import LabelError
 
     with pytest.raises(LabelError, match="structure 2 .* has no forces"):
         AlchemicalPotential(hypers=SMALL, n_steps=0).fit(frames, forces=True)

@@ -5,10 +5,10 @@ import pytest
 import torch
 
 from ase_alchemical import AlchemicalCalculator, AlchemicalKRR, load_model
-from ase_alchemical.compression import AlchemicalCompression
-from ase_alchemical.datasets import build_elpasolite
-from ase_alchemical.features import compute_pair_spectrum
-from ase_alchemical.hypers import basis_shapes, make_hypers
+from ase_alchemical.core.compression import AlchemicalCompression
+from ase_alchemical.data.datasets import build_elpasolite
+from ase_alchemical.core.features import compute_pair_spectrum
+from ase_alchemical.core.hypers import basis_shapes, make_hypers
 from ase_alchemical.plots import plot_periodic_table
 
 NEAR = make_hypers(cutoff=3.5, max_radial=3, max_angular=2)

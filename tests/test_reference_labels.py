@@ -9,8 +9,8 @@ from ase.filters import FrechetCellFilter
 from ase.optimize import BFGS
 
 from ase_alchemical import AlchemicalCalculator, AlchemicalPotential
-from ase_alchemical.datasets import build_elpasolite
-from ase_alchemical.reference_labels import (
+from ase_alchemical.data.datasets import build_elpasolite
+from ase_alchemical.data.reference_labels import (
     LabelRecipe,
     label_elpasolites,
     plausible_labels,

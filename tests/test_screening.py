@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from ase_alchemical.cli import main
-from ase_alchemical.datasets import build_elpasolite
-from ase_alchemical.screening import enumerate_elpasolites, screen_elpasolites
+from ase_alchemical.data.datasets import build_elpasolite
+from ase_alchemical.structure.screening import enumerate_elpasolites, screen_elpasolites
 
 ELEMENTS = ["Li", "Na", "Cs", "F", "Cl", "Al", "Tl"]  # those of the screen_model fixture
 

@@ -12,7 +12,7 @@ import pytest
 
 distributed = pytest.importorskip("distributed")
 
-from ase_alchemical.screening import screen_elpasolites  # noqa: E402
+from ase_alchemical.structure.screening import screen_elpasolites  # noqa: E402
 
 CHUNK = 40  # 420 compositions of the 7 elements: 11 chunks
 
@@ -138,7 +138,7 @@ def test_cli_local_cluster_and_a_missing_scheduler(screen_model, serial, tmp_pat
 def test_a_model_sent_to_a_worker_leaves_its_variance_cache_behind(screen_model):
     import pickle
 
-    from ase_alchemical.datasets import build_elpasolite
+    from ase_alchemical.data.datasets import build_elpasolite
 
     atoms = [build_elpasolite("Li", "Na", "Cs", "F")]
     energy, std = screen_model.predict_per_atom(atoms, return_std=True)

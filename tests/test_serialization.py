@@ -8,16 +8,16 @@ import pytest
 import torch
 
 from ase_alchemical import AlchemicalKRR, ModelFileError, load_model
-from ase_alchemical.datasets import build_elpasolite
-from ase_alchemical.hypers import make_hypers
+from ase_alchemical.data.datasets import build_elpasolite
+from ase_alchemical.core.hypers import make_hypers
 from ase_alchemical.registry import model_path
-from ase_alchemical.serialization import (
+from ase_alchemical.core.serialization import (
     MODEL_FORMAT_VERSION,
     UPGRADES,
     model_file_info,
     read_model_file,
 )
-from ase_alchemical.state import FittedState
+from ase_alchemical.core.state import FittedState
 
 #: The shipped models as the first release wrote them (format version 1).
 V1 = Path(__file__).parent / "data" / "v1"

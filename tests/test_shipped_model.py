@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 
 from ase_alchemical import AlchemicalCalculator
-from ase_alchemical.datasets import ELPASOLITE_CSV_SHA256, ELPASOLITE_PKL_SHA256, build_elpasolite
+from ase_alchemical.data.datasets import ELPASOLITE_CSV_SHA256, ELPASOLITE_PKL_SHA256, build_elpasolite
 from ase_alchemical.registry import DEFAULT_MODEL, available_models, model_path
-from ase_alchemical.targets import per_atom_energies
-from ase_alchemical.training import evaluate_on_test_split
+from ase_alchemical.core.targets import per_atom_energies
+from ase_alchemical.structure.training import evaluate_on_test_split
 
 #: The most accurate shipped model (not the default: slower).
 BEST_MODEL = "elpasolite-dj10-multiscale"
@@ -45,7 +45,7 @@ def test_default_model_uncertainties_are_calibrated_on_the_test_set(default_calc
     """Calibrated on the optimization set only; on the held-out test set about 68 % / 95 %
     of the errors must fall within 1 / 2 predicted sigma (measured: 73.4 % / 94.6 %, after
     the weights were refitted on training + optimization sets)."""
-    from ase_alchemical.datasets import split
+    from ase_alchemical.data.datasets import split
 
     meta = default_calc.model.metadata_
     _, _, test = split(elpasolites, meta["n_train"], meta["n_opt"], meta["n_test"], seed=0)

@@ -5,8 +5,8 @@ import pytest
 import torch
 from ase import Atoms
 
-from ase_alchemical.devices import DeviceError, resolve_device
-from ase_alchemical.targets import TargetScaler, per_atom_energies, total_energies
+from ase_alchemical.core.devices import DeviceError, resolve_device
+from ase_alchemical.core.targets import TargetScaler, per_atom_energies, total_energies
 
 
 def _frames(energies):

@@ -6,9 +6,9 @@ import torch
 
 from ase_alchemical import AlchemicalKRR, load_model
 from ase_alchemical.cli import main
-from ase_alchemical.datasets import split
-from ase_alchemical.hypers import make_hypers
-from ase_alchemical.training import (
+from ase_alchemical.data.datasets import split
+from ase_alchemical.core.hypers import make_hypers
+from ase_alchemical.structure.training import (
     REGULARIZER_FACTORS,
     refit_elpasolite_model,
     train_elpasolite_model,
@@ -157,7 +157,7 @@ def test_cli_train_passes_choose_regularizer_and_reports_it(monkeypatch, tmp_pat
         }  # fmt: skip
         return None, report
 
-    monkeypatch.setattr("ase_alchemical.training.train_elpasolite_model", fake_train)
+    monkeypatch.setattr("ase_alchemical.structure.training.train_elpasolite_model", fake_train)
     assert main(["train", "--choose-regularizer", "--out", str(tmp_path / "m.pt")]) == 0
     assert seen["choose_regularizer"] is True and seen["radially_resolved"] is False
     assert "regulariser 0.002 (learned x 0.2; MAE 0.0800 on the crystals in no set)" in (

@@ -8,9 +8,9 @@ import torch
 
 from ase_alchemical import AlchemicalCalculator, AlchemicalKRR, load_model
 from ase_alchemical.cli import main
-from ase_alchemical.datasets import build_elpasolite
-from ase_alchemical.hypers import make_hypers
-from ase_alchemical.targets import per_atom_energies
+from ase_alchemical.data.datasets import build_elpasolite
+from ase_alchemical.core.hypers import make_hypers
+from ase_alchemical.core.targets import per_atom_energies
 
 SMALL = make_hypers(cutoff=4.0, max_radial=3, max_angular=2)
 

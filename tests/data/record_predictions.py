@@ -23,7 +23,7 @@ LOCAL_MODEL = HERE / "v2" / "local-emt.pt"
 def crystals():
     """Fixed structures of the shipped models' elements: four elpasolites on the
     prototype, one rattled, one strained."""
-    from ase_alchemical.datasets import build_elpasolite
+    from ase_alchemical.data.datasets import build_elpasolite
 
     frames = [
         build_elpasolite("Al", "Na", "K", "F"),
@@ -58,7 +58,7 @@ def emt_frames(n: int, seed: int):
 
 def fit_local_fixture():
     from ase_alchemical import AlchemicalPotential
-    from ase_alchemical.hypers import make_hypers
+    from ase_alchemical.core.hypers import make_hypers
 
     hypers = make_hypers(cutoff=4.0, max_radial=3, max_angular=2)
     model = AlchemicalPotential(

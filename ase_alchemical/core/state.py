@@ -1,7 +1,7 @@
 """The fitted states of the models, each defined once.
 
-Everything an :class:`~ase_alchemical.model.AlchemicalKRR` fit produces is one
-:class:`.FittedState`; everything an :class:`~ase_alchemical.potential.AlchemicalPotential`
+Everything an :class:`~ase_alchemical.structure.model.AlchemicalKRR` fit produces is one
+:class:`.FittedState`; everything an :class:`~ase_alchemical.local.model.AlchemicalPotential`
 fit produces is one :class:`.PotentialState`. Saving, loading, moving to a
 device and the model's fitted attributes (``model.weights_`` ...) all go over its fields,
 so a new field needs only its line here.
@@ -58,7 +58,7 @@ class FittedState:
         Calibration factor of the predictive variance, or ``None`` (uncalibrated).
     loss_history
         One record per optimization step (see
-        :class:`~ase_alchemical.optimize.OptimizationResult`).
+        :class:`~ase_alchemical.structure.optimize.OptimizationResult`).
     best_step
         The optimization step whose U was kept (``None``: U not optimised).
     optimization

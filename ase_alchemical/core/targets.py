@@ -4,7 +4,7 @@ A structure's energy label is its total energy in eV, ``atoms.info["energy"]``; 
 structure model learns the energy per atom, standardised to zero mean and unit variance
 over the training set. Force labels (eV/Å) are ``atoms.arrays["forces"]`` and stress
 labels (eV/Å^3, ASE's Voigt order and sign) ``atoms.info["stress"]``
-(:func:`ase_alchemical.datasets.read_structures` puts them there), or the results of a
+(:func:`ase_alchemical.data.datasets.read_structures` puts them there), or the results of a
 single-point calculator attached to the structure.
 """
 

@@ -30,7 +30,7 @@ import featomic
 import numpy as np
 import torch
 
-from ._version import __version__
+from .._version import __version__
 from .fileio import atomic_write
 
 __all__ = [

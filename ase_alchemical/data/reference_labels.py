@@ -30,8 +30,8 @@ import numpy as np
 from ase import Atoms
 from ase.calculators.singlepoint import SinglePointCalculator
 
+from ..core.fileio import atomic_write
 from .datasets import build_elpasolite
-from .fileio import atomic_write
 
 __all__ = [
     "LabelRecipe",
@@ -225,7 +225,7 @@ def label_elpasolites(
     ----------
     compositions
         Site tuples (A, B, C, D), e.g. from
-        :func:`~ase_alchemical.datasets.load_elpasolite_table`.
+        :func:`~ase_alchemical.data.datasets.load_elpasolite_table`.
     directory
         Cache directory (outside the repository): ``frames/<A-B-C-D>.extxyz`` per
         labelled composition, ``failed/<A-B-C-D>.txt`` per failed one, ``meta.json``

@@ -45,9 +45,9 @@ import numpy as np
 import torch
 from ase.data import atomic_numbers, covalent_radii
 
-from .datasets import elpasolite_cell, elpasolite_geometry
-from .features import PairSpectrum
-from .fileio import atomic_write
+from ..core.features import PairSpectrum
+from ..core.fileio import atomic_write
+from ..data.datasets import elpasolite_cell, elpasolite_geometry
 from .model import AlchemicalKRR
 
 __all__ = ["enumerate_elpasolites", "screen_elpasolites", "ScreenResult"]

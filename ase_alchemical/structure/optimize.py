@@ -23,9 +23,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .features import PairSpectrum
-from .kernels import FullSolver, PolynomialKernel
+from ..core.features import PairSpectrum
+from ..core.kernels import PolynomialKernel
 from .representation import Representation
+from .solvers import FullSolver
 
 __all__ = [
     "GRADIENT_FLOWS",

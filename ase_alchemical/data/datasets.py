@@ -229,7 +229,7 @@ def _resolve_data_file(path: str | os.PathLike | None) -> Path:
         "elpasolite data not found; looked in " + ", ".join(tried) + ". Either pass "
         "path='.../elpasolites.csv' (or the directory holding it), set "
         f"{DATA_ENV}=<directory with elpasolites.csv or train_set.pkl>, or run "
-        "ase_alchemical.datasets.fetch_elpasolites() (shell: `ase-alchemical fetch-data`) "
+        "ase_alchemical.data.datasets.fetch_elpasolites() (shell: `ase-alchemical fetch-data`) "
         "to download it into the user cache."
     )
 
@@ -428,7 +428,7 @@ def read_structures(
     ``energy=... stress="..."`` and a ``forces`` column). The results are stored as
     ``info["energy"]`` (total energy, eV), ``arrays["forces"]`` (eV/Å) and
     ``info["stress"]`` (eV/Å^3, Voigt, ASE's sign): the labels
-    :mod:`ase_alchemical.targets` reads.
+    :mod:`ase_alchemical.core.targets` reads.
 
     Parameters
     ----------
@@ -451,12 +451,12 @@ def read_structures(
 
     Raises
     ------
-    ase_alchemical.targets.LabelError
+    ase_alchemical.core.targets.LabelError
         A frame lacks a requested label, or a label has the wrong shape or NaN values.
     ValueError
         The file mixes energy units, or declares one other than ``energy_unit``.
     """
-    from .targets import LabelError, forces_of, stresses_of, total_energies
+    from ..core.targets import LabelError, forces_of, stresses_of, total_energies
 
     frames = read_frames(path, index=index)
     declared = _declared_unit(frames, path)

@@ -27,10 +27,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .compression import AlchemicalCompression
+from ..core.compression import AlchemicalCompression
+from ..core.linalg import spd_solve
+from ..core.sampling import farthest_point_sampling
 from .environments import Environments
-from .kernels import farthest_point_sampling
-from .local_kernel import (
+from .kernel import (
     derivative_rows,
     energy_and_gradients,
     environment_features,
@@ -230,17 +231,7 @@ def solve_weights(
     Returns the weights and the matrix ``A = K_MM + Phi^T Phi`` (with its jitter), the
     posterior precision the predictive variance needs.
     """
-    a = k_mm + normal
-    eye = torch.eye(a.shape[0], dtype=a.dtype, device=a.device)
-    scale = a.diagonal().mean().detach()
-    for attempt in range(6):
-        a_j = a + (jitter * 10**attempt) * scale * eye
-        factor, info = torch.linalg.cholesky_ex(a_j)
-        if int(info) == 0:
-            return torch.cholesky_solve(rhs.unsqueeze(-1), factor).squeeze(-1), a_j
-    raise torch.linalg.LinAlgError(
-        "the GPR normal matrix is not positive definite even with jitter: raise the sigmas"
-    )
+    return spd_solve(k_mm + normal, rhs, jitter, fix="raise the sigmas")
 
 
 def normal_equations(

@@ -8,11 +8,11 @@ the cutoff and to the cell strain. :func:`compute_environments` gets them from f
 for a batch of structures and keeps them as dense torch tensors:
 
 * each structure's elements are relabelled to local types 1..K (as in
-  :mod:`ase_alchemical.features`), so a batch of alloys with 3 elements each is dense
+  :mod:`ase_alchemical.core.features`), so a batch of alloys with 3 elements each is dense
   over K = 3 channels rather than sparse over 25;
 * every l channel is one tensor ``(rows, 2l + 1, K, N)``; ``species[r]`` names the
   element of each of row r's K channels, so a compression U maps them to pseudo-elements
-  (:mod:`ase_alchemical.local_kernel`).
+  (:mod:`ase_alchemical.local.kernel`).
 
 Nothing here depends on U: the expansion is computed once per structure, and every
 optimization step of U is tensor algebra on these arrays.
@@ -27,8 +27,8 @@ import numpy as np
 import torch
 from ase import Atoms
 
-from .features import check_structure, expansion_calculator, relabel_to_local_types
-from .hypers import DEFAULT_HYPERS, basis_shape
+from ..core.features import check_structure, expansion_calculator, relabel_to_local_types
+from ..core.hypers import DEFAULT_HYPERS, basis_shape
 
 __all__ = ["Environments", "compute_environments", "environment_batches"]
 
@@ -166,10 +166,10 @@ def compute_environments(
     Parameters
     ----------
     frames
-        Structures, each checked by :func:`ase_alchemical.features.check_structure`.
+        Structures, each checked by :func:`ase_alchemical.core.features.check_structure`.
     hypers
         One featomic ``SphericalExpansion`` hypers dict (default
-        :data:`~ase_alchemical.hypers.DEFAULT_HYPERS`).
+        :data:`~ase_alchemical.core.hypers.DEFAULT_HYPERS`).
     gradients
         Derivatives to compute with featomic (analytical).
     dtype, device

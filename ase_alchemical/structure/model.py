@@ -3,13 +3,13 @@
 ``fit(train, opt)`` learns the compression U and the KRR weights *jointly*: every step
 rebuilds the training kernel from the current U, solves for the weights on the training
 set, predicts the optimization set and takes an Adam step on U from the loss there
-(:mod:`ase_alchemical.optimize`).
+(:mod:`ase_alchemical.structure.optimize`).
 
-The model is orchestration: the features (:mod:`~ase_alchemical.features`), the
-compression (:mod:`~ase_alchemical.compression`), the feature map
-(:mod:`~ase_alchemical.representation`), the kernel and solvers
-(:mod:`~ase_alchemical.kernels`), the variance (:mod:`~ase_alchemical.uncertainty`) and
-the file format (:mod:`~ase_alchemical.serialization`) each live in their own module.
+The model is orchestration: the features (:mod:`~ase_alchemical.core.features`), the
+compression (:mod:`~ase_alchemical.core.compression`), the feature map
+(:mod:`~ase_alchemical.structure.representation`), the kernel and solvers
+(:mod:`~ase_alchemical.core.kernels`), the variance (:mod:`~ase_alchemical.structure.uncertainty`) and
+the file format (:mod:`~ase_alchemical.core.serialization`) each live in their own module.
 Everything a fit produces is one :class:`.FittedState`.
 """
 
@@ -24,15 +24,11 @@ import numpy as np
 import torch
 from ase import Atoms
 
-from . import feature_cache
-from .devices import resolve_device
-from .features import PairSpectrum, compute_pair_spectrum, differentiable_pair_spectrum
-from .fitting import calibrate, fit_state, kernel_for, new_compression, refit_state
-from .hypers import DEFAULT_HYPERS, hypers_list
-from .kernels import FullSolver, make_solver
-from .optimize import joint_loss
-from .representation import Representation
-from .serialization import (
+from ..core import feature_cache
+from ..core.devices import resolve_device
+from ..core.features import PairSpectrum, compute_pair_spectrum, differentiable_pair_spectrum
+from ..core.hypers import DEFAULT_HYPERS, hypers_list
+from ..core.serialization import (
     MODEL_FORMAT,
     MODEL_FORMAT_VERSION,
     ModelFileError,
@@ -40,8 +36,12 @@ from .serialization import (
     read_model_file,
     write_model_file,
 )
-from .state import STATE_ALIASES, STATE_FIELDS, FittedState
-from .targets import per_atom_energies
+from ..core.state import STATE_ALIASES, STATE_FIELDS, FittedState
+from ..core.targets import per_atom_energies
+from .fit import calibrate, fit_state, kernel_for, new_compression, refit_state
+from .optimize import joint_loss
+from .representation import Representation
+from .solvers import FullSolver, make_solver
 from .uncertainty import VarianceFactors, mean_and_raw_variance
 
 __all__ = [
@@ -59,9 +59,9 @@ class AlchemicalKRR:
         ``init="identity"`` and ``n_steps=0`` this is plain multi-species SOAP).
     hypers
         featomic spherical-expansion hypers (plain dict; default
-        :data:`ase_alchemical.hypers.DEFAULT_HYPERS`), or a list of them for a
+        :data:`ase_alchemical.core.hypers.DEFAULT_HYPERS`), or a list of them for a
         *multi-scale* kernel (e.g. cutoffs 5 and 7 Å, same ``max_radial``,
-        :func:`~ase_alchemical.hypers.multiscale_hypers`): a weighted sum of one kernel
+        :func:`~ase_alchemical.core.hypers.multiscale_hypers`): a weighted sum of one kernel
         per scale, each on its own normalised features.
     zeta
         Exponent of the polynomial kernel (3 by default, as the shipped models).
@@ -69,11 +69,11 @@ class AlchemicalKRR:
         Structure features: ``"normalized"`` (unit norm) or ``"mean"`` (per atom).
     center_resolved
         Keep the power spectrum apart by the (compressed) species of the central atom
-        (see :class:`~ase_alchemical.compression.AlchemicalCompression`).
+        (see :class:`~ase_alchemical.core.compression.AlchemicalCompression`).
     radially_resolved
         Learn one U per radial basis function (of each scale) instead of one for all:
         an element may mix differently near the centre and farther out, at the same
-        feature length (see :class:`~ase_alchemical.compression.AlchemicalCompression`).
+        feature length (see :class:`~ase_alchemical.core.compression.AlchemicalCompression`).
     basis_components
         Keep this many principal components of the (l, n, n') channels of the pair
         spectrum (from the training set, before any U): a fixed linear map that shortens
@@ -119,17 +119,17 @@ class AlchemicalKRR:
     rotation
         Rotate the roles of the training and optimization structures while learning U:
         their union is cut into ``n_folds`` folds, step t takes its loss on fold
-        t mod k and solves on the rest (the sets of :mod:`~ase_alchemical.optimize`),
+        t mod k and solves on the rest (the sets of :mod:`~ase_alchemical.structure.optimize`),
         and the U kept is the one with the lowest loss over the last k folds. This
         guards against a U that fits a small optimization set alone. ``"auto"``: when
         the optimization set is small, fewer than 5 structures per mixing weight of U
-        (:func:`~ase_alchemical.fitting.rotates`); ``True``/``False``: always/never.
+        (:func:`~ase_alchemical.structure.fit.rotates`); ``True``/``False``: always/never.
         The final weights are solved on the training set either way.
     n_folds
         Folds of the rotation.
     init
         Initial U: ``"elements"``, ``"random"``, ``"identity"`` or an array
-        (see :class:`~ase_alchemical.compression.AlchemicalCompression`).
+        (see :class:`~ase_alchemical.core.compression.AlchemicalCompression`).
     seed
         Seed of the random initialisation, the per-step training subsets, the folds of
         the rotation and the random projection used to pick sparse support points.
@@ -137,7 +137,7 @@ class AlchemicalKRR:
         Structures per featomic call.
     device
         Torch device for the training and prediction tensors (``None``: CUDA when
-        available, else CPU; :func:`~ase_alchemical.devices.resolve_device`).
+        available, else CPU; :func:`~ase_alchemical.core.devices.resolve_device`).
     progress
         Show progress bars.
 
@@ -432,7 +432,7 @@ class AlchemicalKRR:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The joint objective of this fitted model as a function of ``u``: its
         representation, kernel, solver and ``gradient_flow`` given to
-        :func:`~ase_alchemical.optimize.joint_loss` (which takes them all explicitly).
+        :func:`~ase_alchemical.structure.optimize.joint_loss` (which takes them all explicitly).
         ``support``, ``log_regularizer`` and ``scale_logits`` default to the fitted
         values, as constants. Returns the loss and the training predictions.
         """
@@ -639,11 +639,11 @@ def load_model(
     cache: bool | None = None,
 ) -> AlchemicalKRR:
     """Load a model file written by :meth:`.AlchemicalKRR.save` (any supported format
-    version: older ones go through :data:`ase_alchemical.serialization.UPGRADES`).
+    version: older ones go through :data:`ase_alchemical.core.serialization.UPGRADES`).
 
     Uses torch's safe loading (``weights_only=True``: tensors and plain containers only).
     The support features, which the file does not store, are read from the
-    :mod:`~ase_alchemical.feature_cache` when it holds a valid entry for this file and
+    :mod:`~ase_alchemical.core.feature_cache` when it holds a valid entry for this file and
     this code, else computed (and cached); ``cache=False``, or ``ASE_ALCHEMICAL_NO_CACHE=1``
     when ``cache`` is ``None``, always computes them.
 

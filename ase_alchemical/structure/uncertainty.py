@@ -19,14 +19,16 @@ from dataclasses import dataclass
 
 import torch
 
-from .features import PairSpectrum
-from .kernels import FullSolver, PolynomialKernel
+from ..core.features import PairSpectrum
+from ..core.gp import quadratic_form
+from ..core.kernels import PolynomialKernel
+from ..core.linalg import cholesky
+from ..core.state import FittedState
 from .representation import Representation
-from .state import FittedState
+from .solvers import FullSolver
 
 __all__ = [
     "VarianceFactors",
-    "calibration_scale",
     "mean_and_raw_variance",
     "predictive_variance",
 ]
@@ -66,11 +68,9 @@ class VarianceFactors:
         lam = regularizer * mean_diagonal
         jitter = 1e-10 * mean_diagonal
         if gram is None:
-            return cls(torch.linalg.cholesky(k_mm + (lam + jitter) * eye), None, lam)
+            return cls(cholesky(k_mm + (lam + jitter) * eye), None, lam)
         return cls(
-            torch.linalg.cholesky(k_mm + jitter * eye),
-            torch.linalg.cholesky(gram.to(k_mm) + lam * k_mm + jitter * eye),
-            lam,
+            cholesky(k_mm + jitter * eye), cholesky(gram.to(k_mm) + lam * k_mm + jitter * eye), lam
         )
 
 
@@ -114,14 +114,7 @@ def predictive_variance(
     """Raw GP predictive variance (standardised units, before calibration) at features
     ``x`` whose kernel row against the support points is ``k_star``."""
     prior = kernel.diagonal(x)
-    v = torch.linalg.solve_triangular(factors.factor, k_star.T, upper=False)
-    var = prior - (v * v).sum(0) + factors.noise
+    var = prior - quadratic_form(factors.factor, k_star.T) + factors.noise
     if factors.factor_a is not None:
-        w = torch.linalg.solve_triangular(factors.factor_a, k_star.T, upper=False)
-        var = var + factors.noise * (w * w).sum(0)
+        var = var + factors.noise * quadratic_form(factors.factor_a, k_star.T)
     return var.clamp_min(factors.noise)
-
-
-def calibration_scale(mean: torch.Tensor, variance: torch.Tensor, y: torch.Tensor) -> float:
-    """The factor that makes ``mean((mean - y)^2 / (factor variance))`` equal 1."""
-    return float(torch.mean((mean - y.to(mean)) ** 2 / variance))

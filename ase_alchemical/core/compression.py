@@ -6,7 +6,7 @@ power spectrum, summed over the atoms of a structure, is
 
     P[J, J', l, n, n'] = sum_{a, b} U[a, J] U[b, J'] rho[a, b, l, n, n']
 
-(:mod:`ase_alchemical.features` computes rho). Each unordered pair J <= J' is kept once,
+(:mod:`ase_alchemical.core.features` computes rho). Each unordered pair J <= J' is kept once,
 J < J' scaled by sqrt(2), so that dot products of compressed features equal those of the
 full (J, J') tensors.
 
@@ -115,7 +115,7 @@ class AlchemicalCompression(torch.nn.Module):
         Resolve the power spectrum by the (compressed) species of the central atom.
     radial_shapes
         (number of l channels, number of radial functions) of each scale of the spectra
-        (:func:`ase_alchemical.hypers.basis_shapes`): learn one U per radial function
+        (:func:`ase_alchemical.core.hypers.basis_shapes`): learn one U per radial function
         of each scale, a (channels, n_species, d_J) tensor whose every channel starts
         from ``init``. ``None``: one U for all.
     """
@@ -213,7 +213,7 @@ class AlchemicalCompression(torch.nn.Module):
         scale_shapes
             (number of l channels, number of radial functions) of each scale; the
             features hold one (pairs, L, N, N) block per scale, scale after scale
-            (:func:`ase_alchemical.representation.structure_features`).
+            (:func:`ase_alchemical.structure.representation.structure_features`).
 
         Returns
         -------

@@ -1,6 +1,6 @@
 """Training recipes: data -> split -> joint fit -> held-out evaluation -> saved model.
 
-These tie :mod:`~ase_alchemical.datasets` and :class:`~ase_alchemical.model.AlchemicalKRR`
+These tie :mod:`~ase_alchemical.data.datasets` and :class:`~ase_alchemical.structure.model.AlchemicalKRR`
 together with provenance, for the CLI, the benchmarks and the book.
 """
 
@@ -14,17 +14,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ._version import __version__
-from .datasets import (
+from .._version import __version__
+from ..core.features import PairSpectrum
+from ..core.targets import per_atom_energies
+from ..data.datasets import (
     ELPASOLITE_CSV_SHA256,
     ELPASOLITE_PKL_SHA256,
     _resolve_data_file,
     load_elpasolites,
     split,
 )
-from .features import PairSpectrum
 from .model import AlchemicalKRR
-from .targets import per_atom_energies
 
 __all__ = [
     "device_name",
@@ -63,7 +63,7 @@ def train_elpasolite_model(
     Parameters
     ----------
     n_train, n_opt, n_test
-        Split sizes (see :func:`ase_alchemical.datasets.split`); the test split depends
+        Split sizes (see :func:`ase_alchemical.data.datasets.split`); the test split depends
         only on ``split_seed`` and ``n_test``, so it is shared by every fit.
     split_seed
         Seed of the split.

@@ -1,6 +1,6 @@
 """The local (atom-centred) kernel: environment features under U and their derivatives.
 
-Each atom's expansion coefficients (:mod:`ase_alchemical.environments`) are compressed
+Each atom's expansion coefficients (:mod:`ase_alchemical.local.environments`) are compressed
 by U onto d_J pseudo-elements, ``ct[J, n, l, m] = sum_a U[a, J] c[a, n, l, m]``, and its
 power spectrum is kept per l as the symmetric matrix
 
@@ -12,7 +12,7 @@ environment feature is ``x = P / |P|`` and the kernel between environments
 
     E(A) = sum_i [ e0(a_i) + delta * sum_m w_m k(x_i, x_m) ]
 
-over M support environments x_m (:class:`~ase_alchemical.potential.AlchemicalPotential`).
+over M support environments x_m (:class:`~ase_alchemical.local.model.AlchemicalPotential`).
 
 Fitting forces needs, for every support environment m, the derivative of
 ``sum_i k(x_i, x_m)`` with respect to every position: a (3 n_atoms, M) block of the design
@@ -29,7 +29,7 @@ from __future__ import annotations
 import torch
 from torch.utils.checkpoint import checkpoint
 
-from .compression import AlchemicalCompression
+from ..core.compression import AlchemicalCompression
 from .environments import Environments
 
 __all__ = [

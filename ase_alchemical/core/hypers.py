@@ -2,7 +2,7 @@
 
 One scale is one featomic ``SphericalExpansion`` hypers dict; a *multi-scale* model takes
 a list of them (e.g. cutoffs 5 and 7 Å) sharing one radial basis size, whose spectra are
-stacked along the l axis (:mod:`ase_alchemical.features`).
+stacked along the l axis (:mod:`ase_alchemical.core.features`).
 """
 
 from __future__ import annotations

@@ -6,9 +6,9 @@ A structure's energy is a sum of atomic terms (locality and additivity),
     E(A) = sum_i [ e0(a_i) + delta * sum_m w_m (x_i . x_m)^zeta ]
 
 with x_i the normalised compressed power spectrum of atom i's environment
-(:mod:`~ase_alchemical.local_kernel`), e0 per-element reference energies (least squares
+(:mod:`~ase_alchemical.local.kernel`), e0 per-element reference energies (least squares
 on element counts), and w the weights of M support environments from a sparse GPR solve
-on energies, forces and stress (:mod:`~ase_alchemical.local_fit`). Forces and stress are
+on energies, forces and stress (:mod:`~ase_alchemical.local.fit`). Forces and stress are
 exact derivatives of that energy; the model is extensive and local (each atomic term sees
 its cutoff sphere only) by construction.
 
@@ -30,11 +30,16 @@ import numpy as np
 import torch
 from ase import Atoms
 
-from .compression import AlchemicalCompression
-from .devices import resolve_device
+from ..core.compression import AlchemicalCompression
+from ..core.devices import resolve_device
+from ..core.gp import calibration_scale, quadratic_form
+from ..core.hypers import DEFAULT_HYPERS, hypers_list
+from ..core.linalg import cholesky, spd_factor
+from ..core.serialization import ModelFileError, read_model_file, write_model_file
+from ..core.state import PotentialState
+from ..core.targets import LabelError, forces_of, stresses_of, total_energies
 from .environments import Environments, compute_environments
-from .hypers import DEFAULT_HYPERS, hypers_list
-from .local_fit import (
+from .fit import (
     Labels,
     LocalProblem,
     StructureData,
@@ -46,7 +51,7 @@ from .local_fit import (
     select_support,
     solve_weights,
 )
-from .local_kernel import (
+from .kernel import (
     compress,
     derivative_rows,
     energy_and_gradients,
@@ -54,9 +59,6 @@ from .local_kernel import (
     features_from_compressed,
     kernel_rows,
 )
-from .serialization import ModelFileError, read_model_file, write_model_file
-from .state import PotentialState
-from .targets import LabelError, forces_of, stresses_of, total_energies
 
 __all__ = ["AlchemicalPotential", "load_potential"]
 
@@ -82,7 +84,7 @@ class AlchemicalPotential:
         multi-species SOAP, nothing learned).
     hypers
         featomic spherical-expansion hypers (one dict; default
-        :data:`~ase_alchemical.hypers.DEFAULT_HYPERS`). The central atom is part of its
+        :data:`~ase_alchemical.core.hypers.DEFAULT_HYPERS`). The central atom is part of its
         own density (featomic's default ``center_atom_weight`` 1), which is how an
         environment knows its central element.
     zeta
@@ -116,7 +118,7 @@ class AlchemicalPotential:
     init
         Initial U: ``"elements"`` (kernel PCA of electronegativity and radius),
         ``"random"``, ``"identity"`` or an array (see
-        :class:`~ase_alchemical.compression.AlchemicalCompression`).
+        :class:`~ase_alchemical.core.compression.AlchemicalCompression`).
     seed
         Seed of the random parts (initial U, force subsets, folds).
     n_steps
@@ -579,19 +581,13 @@ class AlchemicalPotential:
         )
 
     # ------------------------------------------------------------------ uncertainty
-    def _factors(self):
+    def _factors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Cholesky factors of K_MM and of the posterior precision, built on first use."""
         if getattr(self, "_variance", None) is None:
             s = self.state_
             k_mm = kernel_rows(s.support_features, s.support_features, int(self.zeta))
-            eye = torch.eye(len(k_mm), dtype=k_mm.dtype, device=k_mm.device)
-            scale = float(k_mm.diagonal().mean())
-            l_mm = None
-            for attempt in range(6):
-                l_mm, info = torch.linalg.cholesky_ex(k_mm + 1e-8 * 10**attempt * scale * eye)
-                if int(info) == 0:
-                    break
-            l_a = torch.linalg.cholesky(s.precision)
-            self._variance = (l_mm, l_a)
+            l_mm = spd_factor(k_mm, 1e-8, fix="refit with more distinct support environments")[0]
+            self._variance = (l_mm, cholesky(s.precision))
         return self._variance
 
     def raw_variance(self, frames: Sequence[Atoms]) -> np.ndarray:
@@ -605,16 +601,15 @@ class AlchemicalPotential:
                 x = environment_features(self._environments(atoms), s.compression)
                 k_star = kernel_rows(x, s.support_features, int(self.zeta)).sum(0)
                 k_ss = kernel_rows(x, x, int(self.zeta)).sum()
-                q = torch.linalg.solve_triangular(l_mm, k_star[:, None], upper=False)
                 v = k_star * s.energy_scale
                 if len(s.precision) > len(k_star):  # reference-energy corrections solved too
                     counts = torch.zeros(len(s.precision) - len(k_star), dtype=v.dtype)
                     rows = s.compression.rows(torch.as_tensor(atoms.numbers))
                     counts = counts.index_add(0, rows.cpu(), torch.ones(len(atoms), dtype=v.dtype))
                     v = torch.cat([v, counts.to(v.device)])
-                r = torch.linalg.solve_triangular(l_a, v[:, None], upper=False)
-                prior = (k_ss - q.pow(2).sum()).clamp_min(0) * s.energy_scale**2
-                out.append(float(prior + r.pow(2).sum()))
+                explained = quadratic_form(l_mm, k_star[:, None])[0]
+                prior = (k_ss - explained).clamp_min(0) * s.energy_scale**2
+                out.append(float(prior + quadratic_form(l_a, v[:, None])[0]))
         return np.array(out)
 
     def predict_std(self, frames: Sequence[Atoms]) -> np.ndarray:
@@ -635,9 +630,10 @@ class AlchemicalPotential:
         frames = list(frames)
         if not frames:
             raise ValueError("calibrate_uncertainty needs at least one structure")
-        err = self.predict(frames) - total_energies(frames)
-        var = np.maximum(self.raw_variance(frames), 1e-300)
-        self.state_.uncertainty_scale = float(np.mean(err**2 / var))
+        scale = calibration_scale(
+            self.predict(frames), self.raw_variance(frames), total_energies(frames)
+        )
+        self.state_.uncertainty_scale = scale
         return self.state_.uncertainty_scale
 
     # ------------------------------------------------------------------ score
@@ -715,7 +711,7 @@ class AlchemicalPotential:
 
 
 def _support_features(ct_flat: torch.Tensor, hypers: dict, d_j: int) -> torch.Tensor:
-    from .hypers import basis_shape
+    from ..core.hypers import basis_shape
 
     lmax1, n_radial = basis_shape(hypers)
     sizes = [(2 * lam + 1) * d_j * n_radial for lam in range(lmax1)]
@@ -734,7 +730,7 @@ def load_potential(path: str | os.PathLike, device=None) -> AlchemicalPotential:
     Raises
     ------
     FileNotFoundError, ModelFileError
-        As :func:`ase_alchemical.model.load_model`; also for a structure-model file.
+        As :func:`ase_alchemical.structure.model.load_model`; also for a structure-model file.
     """
     path = Path(path)
     data = read_model_file(path)

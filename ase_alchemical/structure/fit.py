@@ -1,9 +1,9 @@
-"""Fitting: from labelled structures to the :class:`~ase_alchemical.state.FittedState`
-of an :class:`~ase_alchemical.model.AlchemicalKRR`.
+"""Fitting: from labelled structures to the :class:`~ase_alchemical.core.state.FittedState`
+of an :class:`~ase_alchemical.structure.model.AlchemicalKRR`.
 
 The model holds the hyperparameters and predicts; this module checks the hyperparameters
 and runs the fit: spectra -> a new compression -> support points -> the joint
-optimisation of U (:mod:`~ase_alchemical.optimize`) -> the final solve -> the
+optimisation of U (:mod:`~ase_alchemical.structure.optimize`) -> the final solve -> the
 uncertainty calibration. Functions take the estimator for its hyperparameters and
 helpers (``pair_spectrum``, ``torch_device``), never reaching into a fitted state that
 is not theirs to build.
@@ -18,10 +18,14 @@ import numpy as np
 import torch
 from ase import Atoms
 
-from .compression import AlchemicalCompression
-from .features import PairSpectrum
-from .hypers import basis_shapes, hypers_list
-from .kernels import SOLVERS, FullSolver, PolynomialKernel, random_projection
+from ..core.compression import AlchemicalCompression
+from ..core.features import PairSpectrum
+from ..core.gp import calibration_scale
+from ..core.hypers import basis_shapes, hypers_list
+from ..core.kernels import PolynomialKernel
+from ..core.sampling import random_projection
+from ..core.state import FittedState, bare_copies
+from ..core.targets import TargetScaler, per_atom_energies
 from .optimize import (
     GRADIENT_FLOWS,
     LR_SCHEDULES,
@@ -31,9 +35,8 @@ from .optimize import (
     optimize_compression,
 )
 from .representation import NORMALIZATIONS, Representation, fit_projection
-from .state import FittedState, bare_copies
-from .targets import TargetScaler, per_atom_energies
-from .uncertainty import VarianceFactors, calibration_scale, mean_and_raw_variance
+from .solvers import SOLVERS, FullSolver
+from .uncertainty import VarianceFactors, mean_and_raw_variance
 
 __all__ = [
     "STRUCTURES_PER_MIXING_WEIGHT",
@@ -52,7 +55,7 @@ STRUCTURES_PER_MIXING_WEIGHT = 5
 
 def check_params(model) -> None:
     """Raise a ``ValueError`` naming the fix for an invalid or inconsistent
-    hyperparameter of ``model`` (an :class:`~ase_alchemical.model.AlchemicalKRR`)."""
+    hyperparameter of ``model`` (an :class:`~ase_alchemical.structure.model.AlchemicalKRR`)."""
     n_scales = len(hypers_list(model.hypers))
     if n_scales > 1 and model.basis_components is not None:
         raise ValueError(
@@ -133,7 +136,7 @@ def fit_state(
 ) -> FittedState:
     """The fitted state of ``model``'s hyperparameters on ``train`` (weights) and
     ``opt`` (U), ``eval_set`` watched at every step; see
-    :meth:`AlchemicalKRR.fit <ase_alchemical.model.AlchemicalKRR.fit>`."""
+    :meth:`AlchemicalKRR.fit <ase_alchemical.structure.model.AlchemicalKRR.fit>`."""
     check_params(model)
     t0 = time.perf_counter()
     device = model.torch_device
@@ -210,7 +213,7 @@ def calibrate(
     y: torch.Tensor,
 ) -> float:
     """The uncertainty scale of ``state`` from (projected) spectra with standardised
-    targets ``y`` (:func:`~ase_alchemical.uncertainty.calibration_scale`)."""
+    targets ``y`` (:func:`~ase_alchemical.core.gp.calibration_scale`)."""
     factors = VarianceFactors.for_state(state, kernel, solver)
     with torch.no_grad():
         mean, var = mean_and_raw_variance(
@@ -272,7 +275,7 @@ def refit_state(
     regularizer: float | None = None,
 ) -> None:
     """Solve ``model``'s weights again on ``frames``, in its fitted state (see
-    :meth:`AlchemicalKRR.refit <ase_alchemical.model.AlchemicalKRR.refit>`)."""
+    :meth:`AlchemicalKRR.refit <ase_alchemical.structure.model.AlchemicalKRR.refit>`)."""
     if regularizer is not None and not regularizer > 0:
         raise ValueError(f"regularizer must be > 0, got {regularizer}")
     frames = list(frames)

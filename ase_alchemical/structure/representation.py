@@ -1,6 +1,6 @@
 """Representation: the U-dependent map from species-pair spectra to structure features.
 
-For a compression U (:class:`~ase_alchemical.compression.AlchemicalCompression`) a
+For a compression U (:class:`~ase_alchemical.core.compression.AlchemicalCompression`) a
 structure's feature vector is its compressed power spectrum summed over atoms, then
 
 * normalised: to unit length (``"normalized"``: the kernel compares *average*
@@ -20,9 +20,9 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from .compression import AlchemicalCompression
-from .features import PairSpectrum
-from .hypers import basis_shapes, hypers_list, scale_sizes
+from ..core.compression import AlchemicalCompression
+from ..core.features import PairSpectrum
+from ..core.hypers import basis_shapes, hypers_list, scale_sizes
 
 __all__ = [
     "NORMALIZATIONS",

@@ -27,7 +27,7 @@ import torch
 from ase import Atoms
 from ase.data import chemical_symbols
 
-from ._version import __version__
+from .._version import __version__
 from .fileio import atomic_write
 
 __all__ = [

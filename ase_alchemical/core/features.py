@@ -12,7 +12,7 @@ with the *species-pair spectrum*
 
 (a, b = neighbour species present in the structure). ``rho`` does not depend on U, so it
 is computed once with featomic and every optimization step is a small tensor contraction
-(:mod:`ase_alchemical.compression`), never a featomic call. Only the species *present in
+(:mod:`ase_alchemical.core.compression`), never a featomic call. Only the species *present in
 each structure* are stored (at most 4 for an elpasolite), padded to a common count K.
 
 To keep featomic fast, each structure's elements are relabelled to local types 1..K
@@ -23,7 +23,7 @@ is dense. The expansion has no per-element parameters, so the result is unchange
 *Multi-scale* features: ``hypers`` may be a list of hypers dicts (e.g. cutoffs 3, 5 and
 7 Å) sharing one radial basis size. Their spectra are stacked along the l axis, one block
 per scale (:func:`.scale_sizes`), so a compression U acts on all scales at once and a
-multi-scale kernel can weight the blocks (:mod:`ase_alchemical.kernels`).
+multi-scale kernel can weight the blocks (:mod:`ase_alchemical.core.kernels`).
 """
 
 from __future__ import annotations

@@ -22,36 +22,16 @@ import numpy as np
 import torch
 from ase import Atoms
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
-from ase.neighborlist import neighbor_list
-from ase.stress import full_3x3_to_voigt_6_stress
 
 from .core.devices import resolve_device
+from .core.estimator import AlchemicalModel
 from .core.features import check_structure
-from .core.hypers import hypers_list
-from .local.model import AlchemicalPotential
-from .registry import (  # noqa: F401  (model_path & co. were first importable from here)
-    DEFAULT_MODEL,
-    available_models,
-    model_path,
-    resolve_model,
-    resolve_model_path,
-)
-from .structure.model import AlchemicalKRR
+from .errors import OutOfDomainWarning
+from .registry import DEFAULT_MODEL, resolve_model, resolve_model_path
 
 __all__ = ["AlchemicalCalculator", "OutOfDomainWarning"]
 
 _DTYPES = {"float64": torch.float64, "float32": torch.float32}
-_MODELS = (AlchemicalKRR, AlchemicalPotential)
-
-
-class OutOfDomainWarning(UserWarning):
-    """A structure the model was not trained for: an uncertainty above the calculator's
-    ``uncertainty_threshold``, or (structure kernels) an atom without neighbours."""
-
-
-def _lone_atoms(atoms: Atoms, cutoff: float) -> int:
-    """Number of atoms without a neighbour within ``cutoff``."""
-    return len(atoms) - len(np.unique(neighbor_list("i", atoms, cutoff)))
 
 
 def _dtype_name(dtype: torch.dtype | str) -> str:
@@ -134,7 +114,7 @@ class AlchemicalCalculator(Calculator):
         uncertainty_threshold: float | None = None,
         **kwargs,
     ) -> None:
-        self.model: AlchemicalKRR | AlchemicalPotential | None = None
+        self.model: AlchemicalModel | None = None
         super().__init__(model=model, device=device, dtype=dtype, uncertainty=uncertainty,
                          uncertainty_threshold=uncertainty_threshold, **kwargs)  # fmt: skip
 
@@ -154,7 +134,7 @@ class AlchemicalCalculator(Calculator):
             kwargs["uncertainty_threshold"] = float(threshold)
         changed = super().set(**kwargs)
         reload = self.model is None or "device" in changed or "dtype" in changed
-        if isinstance(model, _MODELS) or model != self.parameters.get("model"):
+        if isinstance(model, AlchemicalModel) or model != self.parameters.get("model"):
             reload = True
         if reload:
             self._load(model)
@@ -164,7 +144,7 @@ class AlchemicalCalculator(Calculator):
     def _load(self, model) -> None:
         device = torch.device(self.parameters["device"])
         dtype = _DTYPES[self.parameters["dtype"]]
-        if isinstance(model, _MODELS):
+        if isinstance(model, AlchemicalModel):
             label = "in-memory"
         elif model == "in-memory" and self.model is not None:
             model, label = self.model, "in-memory"
@@ -176,7 +156,6 @@ class AlchemicalCalculator(Calculator):
             model = model.to(device, dtype)
         self.model = model
         self.parameters["model"] = label
-        self._support_lone_fraction = None  # read on the first lone atom
 
     @property
     def uncertainty(self) -> bool:
@@ -191,7 +170,9 @@ class AlchemicalCalculator(Calculator):
     @property
     def elements(self) -> list[str]:
         """Element symbols the model knows."""
-        return list(self.model.compression_.symbols)
+        from ase.data import chemical_symbols
+
+        return [chemical_symbols[z] for z in self.model.species]
 
     def calculate(
         self,
@@ -203,46 +184,24 @@ class AlchemicalCalculator(Calculator):
         super().calculate(atoms, properties, system_changes)
         atoms = self.atoms
         check_structure(atoms)
-        want_stress = "stress" in properties
-        if want_stress and not atoms.pbc.all():
+        missing = [p for p in properties if p not in self.model.implemented_properties]
+        if missing:
+            raise PropertyNotImplementedError(
+                f"{type(self.model).__name__} (a {self.model.kind!r} model) does not compute "
+                f"{missing}: per-atom energies ('energies') need a local potential "
+                "(AlchemicalPotential), whose energy is a sum of atomic terms"
+            )
+        if "stress" in properties and not atoms.pbc.all():
             raise PropertyNotImplementedError(
                 f"stress needs a 3D-periodic cell; this structure has pbc={atoms.pbc.tolist()}"
             )
         threshold = self.parameters.get("uncertainty_threshold")
         want_std = self.uncertainty or threshold is not None or "energy_uncertainty" in properties
-        if "energies" in properties and self.model.kind != "local":
-            raise PropertyNotImplementedError(
-                "per-atom energies are not defined by a structure kernel (one feature "
-                "vector per structure); use a local potential (AlchemicalPotential)"
-            )
-        if self.model.kind == "local":
-            self._calculate_local(atoms, properties, want_stress, want_std)
-            self._check_uncertainty(atoms, threshold)
-            return
         if threshold is not None:
-            self._check_isolated_atoms(atoms)
-        if "forces" not in properties and not want_stress:
-            if want_std:
-                energies, stds = self.model.predict([atoms], return_std=True)
-            else:
-                energies, stds = self.model.predict([atoms]), None
-            energy = float(energies[0])
-            self.results = {"energy": energy, "free_energy": energy}
-        else:
-            # strain derivatives only when stress is asked for (as ASE's EMT does): a
-            # call that wants forces only is cheaper (benchmarks/calculator_speed.py)
-            energies, gradients, virials = self.model.energy_and_derivatives(
-                [atoms], strain=want_stress
-            )
-            energy = float(energies[0])
-            self.results = {"energy": energy, "free_energy": energy, "forces": -gradients[0]}
-            if want_stress:
-                self.results["stress"] = full_3x3_to_voigt_6_stress(
-                    virials[0] / atoms.get_volume()
-                )
-            stds = self.model.predict([atoms], return_std=True)[1] if want_std else None
-        if stds is not None:
-            self.results["energy_uncertainty"] = float(stds[0])
+            for message in self.model.domain_warnings(atoms):
+                warnings.warn(f"{atoms.get_chemical_formula()}: {message}",
+                              OutOfDomainWarning, stacklevel=3)  # fmt: skip
+        self.results = self.model.calculate(atoms, properties, uncertainty=want_std)
         self._check_uncertainty(atoms, threshold)
 
     def _check_uncertainty(self, atoms: Atoms, threshold: float | None) -> None:
@@ -256,42 +215,6 @@ class AlchemicalCalculator(Calculator):
                 "far from the model's training data",
                 OutOfDomainWarning, stacklevel=4,
             )  # fmt: skip
-
-    def _check_isolated_atoms(self, atoms: Atoms) -> None:
-        cutoff = max(h["cutoff"]["radius"] for h in hypers_list(self.model.hypers_))
-        lone = _lone_atoms(atoms, cutoff)
-        if not lone:
-            return
-        # the largest share of lone atoms among the support structures: a scan of them
-        # all, made once, on the first structure with a lone atom
-        if self._support_lone_fraction is None:
-            self._support_lone_fraction = max(
-                _lone_atoms(s, cutoff) / len(s) for s in self.model.support_
-            )
-        if lone / len(atoms) > self._support_lone_fraction:
-            warnings.warn(
-                f"{atoms.get_chemical_formula()}: {lone} of {len(atoms)} atom(s) without a "
-                f"neighbour within the {cutoff:g} Å cutoff, more than in any of the model's "
-                f"support structures (at most {self._support_lone_fraction:.0%}): this "
-                "prediction is outside the model's domain, and its uncertainty does not "
-                "show it (normalised structure features)",
-                OutOfDomainWarning, stacklevel=4,
-            )  # fmt: skip
-
-    def _calculate_local(self, atoms: Atoms, properties, want_stress: bool, want_std: bool):
-        """Energy, per-atom energies, forces and stress of a local potential in one pass
-        (the derivatives come with the energy at little extra cost)."""
-        energies, gradients, virials = self.model.energy_and_derivatives(
-            [atoms], strain=want_stress
-        )
-        energy = float(energies[0])
-        self.results = {"energy": energy, "free_energy": energy, "forces": -gradients[0]}
-        if "energies" in properties:
-            self.results["energies"] = self.model.atomic_energies([atoms])[0]
-        if want_stress:
-            self.results["stress"] = full_3x3_to_voigt_6_stress(virials[0] / atoms.get_volume())
-        if want_std:
-            self.results["energy_uncertainty"] = float(self.model.predict_std([atoms])[0])
 
     def get_energies(
         self, frames: Sequence[Atoms], return_std: bool = False

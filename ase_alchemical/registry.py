@@ -1,6 +1,10 @@
-"""Registry of the models shipped inside the package: names, files, and resolving a
-name, a path or a model object to a fitted model of either kind (structure kernel or
-local potential)."""
+"""Registries: the model kinds (:data:`KINDS`: a kind's name in model files -> its
+class) and the models shipped inside the package; loading a file of any kind, and
+resolving a name, a path or a model object to a fitted model.
+
+A new kind is one sub-package with a class derived from
+:class:`~ase_alchemical.core.estimator.AlchemicalModel`, plus its line in :data:`KINDS`
+(or :func:`register_kind`)."""
 
 from __future__ import annotations
 
@@ -10,13 +14,16 @@ from pathlib import Path
 
 import torch
 
-from .core.serialization import read_model_file
-from .local.model import AlchemicalPotential, load_potential
-from .structure import model as _structure
+from .core.estimator import AlchemicalModel
+from .core.serialization import file_kind, read_model_file
+from .errors import ModelFileError
+from .local.model import AlchemicalPotential
 from .structure.model import AlchemicalKRR
 
 __all__ = [
     "DEFAULT_MODEL",
+    "KINDS",
+    "register_kind",
     "available_models",
     "load_model",
     "model_path",
@@ -26,6 +33,24 @@ __all__ = [
 
 #: Name of the shipped default model.
 DEFAULT_MODEL = "elpasolite-dj4"
+
+#: The model kinds: a kind's name (``params["kernel"]`` of its files) -> its class.
+KINDS: dict[str, type[AlchemicalModel]] = {
+    AlchemicalKRR.kind: AlchemicalKRR,
+    AlchemicalPotential.kind: AlchemicalPotential,
+}
+
+
+def register_kind(cls: type[AlchemicalModel]) -> type[AlchemicalModel]:
+    """Add a model kind (a class derived from
+    :class:`~ase_alchemical.core.estimator.AlchemicalModel`, with its own ``kind``
+    name) to :data:`KINDS`; returns the class, so it can decorate it."""
+    if not (isinstance(cls, type) and issubclass(cls, AlchemicalModel)) or not cls.kind:
+        raise TypeError(f"{cls!r} is not an AlchemicalModel subclass with a kind name")
+    if KINDS.get(cls.kind, cls) is not cls:
+        raise ValueError(f"a different class is registered for the kind {cls.kind!r}")
+    KINDS[cls.kind] = cls
+    return cls
 
 
 def available_models() -> list[str]:
@@ -58,35 +83,39 @@ def load_model(
     device: str | torch.device | None = None,
     *,
     cache: bool | None = None,
-) -> AlchemicalKRR | AlchemicalPotential:
-    """Load a model file of either kind: an :class:`.AlchemicalKRR` (structure kernel) or
-    an :class:`.AlchemicalPotential` (local), as the file says. ``cache``: whether a
-    structure kernel's support features come from the
-    :mod:`~ase_alchemical.core.feature_cache` (``None``: unless ``ASE_ALCHEMICAL_NO_CACHE=1``).
+) -> AlchemicalModel:
+    """Load a model file of any registered kind (:data:`KINDS`), as the file says: an
+    :class:`.AlchemicalKRR` (structure kernel), an :class:`.AlchemicalPotential`
+    (local), ... ``cache``: whether a structure kernel's support features come from the
+    :mod:`~ase_alchemical.core.feature_cache` (``None``: unless
+    ``ASE_ALCHEMICAL_NO_CACHE=1``).
 
     Raises
     ------
     FileNotFoundError
         The file does not exist.
-    ase_alchemical.core.serialization.ModelFileError
-        The file is not an ase-alchemical model, is truncated or corrupted, or was
-        written by an incompatible format version.
+    ase_alchemical.errors.ModelFileError
+        The file is not an ase-alchemical model, is of an unknown kind, is truncated or
+        corrupted, or was written by an incompatible format version.
     """
-    if read_model_file(path)["params"].get("kernel") == "local":
-        return load_potential(path, device=device)
-    return _structure.load_model(path, device=device, cache=cache)
+    data = read_model_file(path)
+    kind = file_kind(data["params"])
+    if kind not in KINDS:
+        raise ModelFileError(
+            f"{path} holds a model of kind {kind!r}, which this ase-alchemical does not "
+            f"know (known: {sorted(KINDS)})"
+        )
+    return KINDS[kind].from_file_data(data, path, device, cache=cache)
 
 
-def resolve_model(
-    model=None, device: str | torch.device | None = None
-) -> AlchemicalKRR | AlchemicalPotential:
+def resolve_model(model=None, device: str | torch.device | None = None) -> AlchemicalModel:
     """A fitted model from ``None`` (the shipped default), a shipped name, a file or itself
     (a model object is returned as it is, on its own device)."""
-    if isinstance(model, (AlchemicalKRR, AlchemicalPotential)):
+    if isinstance(model, AlchemicalModel):
         return model
     if model is None or isinstance(model, (str, os.PathLike)):
         return load_model(resolve_model_path(model), device=device)
     raise TypeError(
-        "model must be None, a name, a path, an AlchemicalKRR or an AlchemicalPotential, "
+        f"model must be None, a name, a path or a fitted model (one of {sorted(KINDS)}), "
         f"not {type(model)}"
     )

@@ -1,8 +1,11 @@
-"""Helpers shared by the benchmark scripts (run as ``python benchmarks/<name>.py``)."""
+"""Helpers shared by the benchmark scripts (run as ``python benchmarks/<folder>/<name>.py``;
+each script puts this folder on ``sys.path`` before importing from here)."""
 
 from __future__ import annotations
 
+import os
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -12,7 +15,11 @@ import torch
 #: KRR on 1,500 support points, a constant learning rate, U judged on the optimization set
 #: it descends on.
 STUDY_RECIPE = {
-    "zeta": 2, "solver": "sparse", "n_support": 1500, "lr_schedule": "constant", "rotation": False
+    "zeta": 2,
+    "solver": "sparse",
+    "n_support": 1500,
+    "lr_schedule": "constant",
+    "rotation": False,
 }
 
 
@@ -129,8 +136,8 @@ def write_variant_table(out: str, title: str, setting: str, rows: list) -> None:
 def per_element_baseline(train, test) -> dict:
     """The trivial baselines of a potential: a per-element linear fit of the training
     energies (least squares on element counts), and zero forces, scored on ``test``."""
-    from ase_alchemical.local.fit import reference_energies
     from ase_alchemical.core.targets import forces_of
+    from ase_alchemical.local.design import reference_energies
 
     species = sorted({int(z) for a in train + test for z in a.numbers})
 
@@ -159,7 +166,6 @@ def write_report(path, lines: list[str], results) -> None:
     """The markdown table ``lines`` at ``path`` and ``results`` beside it as JSON, both
     written atomically."""
     import json
-    from pathlib import Path
 
     from ase_alchemical.core.fileio import atomic_write
 
@@ -169,3 +175,74 @@ def write_report(path, lines: list[str], results) -> None:
     data = json.dumps(results, indent=1)
     atomic_write(path.with_suffix(".json"), lambda tmp: tmp.write_text(data))
     print(f"wrote {path}")
+
+
+class PlainSoapBaseline:
+    """featomic SoapPowerSpectrum + linear sparse KRR, as a user would write it (the
+    baseline of ``speed/calculator_speed.py`` and ``accuracy/baselines.py``)."""
+
+    def __init__(self, species: list[int], hypers: dict) -> None:
+        import featomic
+
+        self.calculator = featomic.SoapPowerSpectrum(**hypers)
+        self.species = species
+        n_pairs = len(species) * (len(species) + 1) // 2
+        self.lmax1 = hypers["basis"]["max_angular"] + 1
+        self.nrad = hypers["basis"]["radial"]["max_radial"] + 1
+        self.n_features = n_pairs * self.lmax1 * self.nrad**2
+        iu = np.triu_indices(len(species))
+        self.pair = {(species[i], species[j]): p for p, (i, j) in enumerate(zip(*iu))}
+
+    def features(self, frames) -> np.ndarray:
+        out = np.zeros((len(frames), self.n_features))
+        width = self.lmax1 * self.nrad**2
+        for s, atoms in enumerate(frames):  # one structure per call: fastest with 39 elements
+            tm = self.calculator.compute(atoms)
+            for key, block in tm.items():
+                _, a, b = (int(v) for v in key.values)
+                p = self.pair[(a, b)]
+                out[s, p * width : (p + 1) * width] += block.values.sum(axis=0)
+        return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+    def fit(self, frames, n_support: int, regularizer: float = 1e-3) -> PlainSoapBaseline:
+        from ase_alchemical.core.targets import per_atom_energies
+        from ase_alchemical.structure.solvers import sparse_krr_weights
+
+        x = torch.as_tensor(self.features(frames))
+        y = torch.as_tensor(per_atom_energies(frames))
+        self.mean = float(y.mean())
+        support = torch.as_tensor(np.random.default_rng(0).choice(len(x), n_support, False))
+        self.x_sup = x[support]
+        self.w = sparse_krr_weights(x @ self.x_sup.T, self.x_sup @ self.x_sup.T,
+                                    y - self.mean, regularizer)  # fmt: skip
+        return self
+
+    def predict(self, frames, chunk: int = 1000) -> np.ndarray:
+        out = []
+        for start in range(0, len(frames), chunk):  # dense 140k-wide features: bound memory
+            part = frames[start : start + chunk]
+            x = torch.as_tensor(self.features(part))
+            n = np.array([len(a) for a in part])
+            out.append(((x @ self.x_sup.T @ self.w).numpy() + self.mean) * n)
+        return np.concatenate(out)
+
+
+def hea_file(path: str | None) -> Path:
+    """The HEA frames (``hea/hea25_bulk_100.xyz``): ``path`` (the file or the shared data
+    folder), else ``$ASE_ALCHEMICAL_DATA``, else ``shared/data`` beside the repository."""
+    from ase_alchemical.data.datasets import DATA_ENV
+
+    default = Path(__file__).resolve().parents[2] / "shared" / "data"
+    root = Path(path) if path else Path(os.environ.get(DATA_ENV, default))
+    file = root / "hea" / "hea25_bulk_100.xyz" if root.is_dir() else root
+    if not file.is_file():
+        raise SystemExit(f"HEA data not found at {file}: pass --data or set {DATA_ENV}")
+    return file
+
+
+def hea_frames(file: Path):
+    """The HEA frames split by index: (training, held-out, test)."""
+    from ase_alchemical.data.datasets import read_structures
+    from ase_alchemical.local.training import split_by_index
+
+    return split_by_index(read_structures(file, forces=True))

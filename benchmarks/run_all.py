@@ -24,44 +24,48 @@ from ase_alchemical.data.datasets import DATA_ENV
 
 HERE = Path(__file__).resolve().parent
 
-#: name -> (script, arguments in quick mode, whether it takes --out)
+#: name -> (script, relative to benchmarks/; arguments in quick mode; whether it takes --out)
 BENCHMARKS = {
-    "learning_curve": ("learning_curve.py", ["--quick"], True),
-    "baselines": ("baselines.py", ["--quick"], True),
-    "calculator_speed": ("calculator_speed.py", ["--quick"], False),
-    "load_time": ("load_time.py", ["--models", "elpasolite-dj4"], True),
-    "call_parts": ("call_parts.py", ["--repeats", "50"], False),
-    "screen": ("screen.py", ["--quick"], True),
-    "screen_dask": ("screen_dask.py", ["--n-elements", "8", "--chunk-size", "200"], True),
-    "float32_store": ("float32_store.py", ["--repeat", "20"], True),
-    "export_speed": ("export_speed.py", ["--repeat", "3", "--md-steps", "3"], True),
-    "hypers_study": ("hypers_study.py", ["--quick"], False),
-    "radial_scaling": ("radial_scaling.py", ["--quick"], True),
-    "feature_options": ("feature_options.py", ["--quick"], True),
-    "normalization": ("normalization.py", ["--quick"], True),
-    "geometry_rule": ("geometry_rule.py", ["--quick"], True),
-    "multiscale": ("multiscale.py", ["--quick"], True),
-    "refit": ("refit.py", ["--quick"], True),
-    "schedule": ("schedule.py", ["--quick"], True),
-    "small_data": ("small_data.py", ["--quick"], True),
-    "potential_hea": ("potential_hea.py", ["--quick"], True),
-    "potential_speed": ("potential_speed.py", ["--repeats", "1", "2", "--md-steps", "3"], True),
+    "learning_curve": ("accuracy/learning_curve.py", ["--quick"], True),
+    "baselines": ("accuracy/baselines.py", ["--quick"], True),
+    "calculator_speed": ("speed/calculator_speed.py", ["--quick"], False),
+    "load_time": ("speed/load_time.py", ["--models", "elpasolite-dj4"], True),
+    "call_parts": ("speed/call_parts.py", ["--repeats", "50"], False),
+    "screen": ("speed/screen.py", ["--quick"], True),
+    "screen_dask": ("speed/screen_dask.py", ["--n-elements", "8", "--chunk-size", "200"], True),
+    "float32_store": ("speed/float32_store.py", ["--repeat", "20"], True),
+    "export_speed": ("speed/export_speed.py", ["--repeat", "3", "--md-steps", "3"], True),
+    "hypers_study": ("studies/hypers_study.py", ["--quick"], False),
+    "radial_scaling": ("studies/radial_scaling.py", ["--quick"], True),
+    "feature_options": ("studies/feature_options.py", ["--quick"], True),
+    "normalization": ("studies/normalization.py", ["--quick"], True),
+    "geometry_rule": ("studies/geometry_rule.py", ["--quick"], True),
+    "multiscale": ("studies/multiscale.py", ["--quick"], True),
+    "refit": ("studies/refit.py", ["--quick"], True),
+    "schedule": ("studies/schedule.py", ["--quick"], True),
+    "small_data": ("studies/small_data.py", ["--quick"], True),
+    "potential_hea": ("accuracy/potential_hea.py", ["--quick"], True),
+    "potential_speed": (
+        "speed/potential_speed.py",
+        ["--repeats", "1", "2", "--md-steps", "3"],
+        True,
+    ),
     "potential_elpasolites": (
-        "potential_elpasolites.py",
+        "accuracy/potential_elpasolites.py",
         ["--n-train", "500", "--steps", "20", "--local-steps", "0"],
         True,
     ),
     # the GFN1-xTB labels (resumable, in the user cache; needs tblite), then the evaluation
-    "potential_xtb_labels": ("potential_xtb.py", ["label", "--n", "20"], False),
+    "potential_xtb_labels": ("accuracy/potential_xtb.py", ["label", "--n", "20"], False),
     "potential_xtb": (
-        "potential_xtb.py",
+        "accuracy/potential_xtb.py",
         ["evaluate", "--n", "20", "--checks", "1", "--md-steps", "50"],
         True,
     ),
     # full size these are meant for a GPU (minutes on an H100; hours on 2 CPU cores)
-    "model_search": ("model_search.py", ["--quick", "--only", "d_J 4", "d_J 8"], True),
+    "model_search": ("accuracy/model_search.py", ["--quick", "--only", "d_J 4", "d_J 8"], True),
     "model_search_seeds": (
-        "model_search.py",
+        "accuracy/model_search.py",
         [
             "--quick",
             "--only",
@@ -71,16 +75,22 @@ BENCHMARKS = {
         True,
     ),
     "model_search_dj_scan": (
-        "model_search.py",
+        "accuracy/model_search.py",
         ["--quick", "--only", "d_J 2, 500 steps, cosine", "d_J 2, 500 steps, cosine, seed 1"],
         True,
     ),
     "learning_curve_gpu": (
-        "learning_curve.py",
+        "accuracy/learning_curve.py",
         ["--quick", "--d-j", "--no-plain-soap", "--best", "--n-train", "500", "--steps", "5"],
         True,
     ),
-    "final_regularizer": ("final_regularizer.py", ["--quick"], True),
+    "final_regularizer": ("studies/final_regularizer.py", ["--quick"], True),
+    # full size: 12 fits at 6,000 / 2,000 (a rerun skips the fits its JSON already holds)
+    "periodic_table": (
+        "studies/periodic_table.py",
+        ["--d-j", "2", "--seeds", "0", "--steps", "5"],
+        True,
+    ),
 }
 
 #: arguments in full mode, where they differ from the script's defaults
@@ -93,6 +103,7 @@ FULL_ARGS = {
     "potential_elpasolites": ["--n-train", "1000", "6000", "--local-steps", "0"],
     "potential_xtb_labels": ["label", "--n", "300"],
     "potential_xtb": ["evaluate", "--n", "300"],
+    "periodic_table": ["--steps", "120"],
 }
 #: the scripts that take ``--device`` (passed on when given)
 DEVICE_AWARE = {
@@ -104,6 +115,7 @@ DEVICE_AWARE = {
     "model_search",
     "model_search_seeds",
     "model_search_dj_scan",
+    "periodic_table",
 }
 
 

@@ -37,6 +37,7 @@ import numpy as np
 import torch
 from ase.data import chemical_symbols, covalent_radii
 
+from ..errors import UnknownElementError
 from .features import PairSpectrum
 
 __all__ = [
@@ -59,10 +60,6 @@ _PAULING = [
     1.27, 1.30, 1.50, 2.36, 1.90, 2.20, 2.20, 2.28, 2.54, 2.00,  # Lu..Hg
     1.62, 1.87, 2.02, 2.00, 2.20, 2.60,  # Tl..Rn
 ]  # fmt: skip
-
-
-class UnknownElementError(ValueError):
-    """A structure holds an element the model was not trained on."""
 
 
 def element_properties(numbers: Sequence[int]) -> np.ndarray:

@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import torch
 
+from ..errors import DeviceError
+
 __all__ = ["DeviceError", "resolve_device"]
-
-
-class DeviceError(ValueError):
-    """A torch device was asked for that this machine or this torch build does not have."""
 
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:

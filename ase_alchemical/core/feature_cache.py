@@ -142,5 +142,7 @@ def log_build(model_file: str | os.PathLike, n_support: int) -> None:
     _log.info(
         "featurizing the %s support structures of %s and caching them in %s "
         "(later loads read the cache)",
-        f"{n_support:,}", Path(model_file).name, cache_directory(),
+        f"{n_support:,}",
+        Path(model_file).name,
+        cache_directory(),
     )

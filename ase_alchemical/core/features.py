@@ -66,6 +66,7 @@ __all__ = [
     "scale_sizes",
 ]
 
+
 @dataclass
 class PairSpectrum:
     """Species-pair power spectra of a set of structures, summed over their atoms.

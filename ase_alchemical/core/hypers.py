@@ -71,8 +71,8 @@ def make_hypers(
 
 #: The default spherical-expansion hypers, cutoff 5 Å with the default radial scaling, GTO
 #: basis with max_radial 5 and max_angular 4, density width 0.3 Å. Chosen on the
-#: optimization set (``benchmarks/hypers_study.py`` for the basis and widths,
-#: ``benchmarks/radial_scaling.py`` for the cutoff and scaling; results in
+#: optimization set (``benchmarks/studies/hypers_study.py`` for the basis and widths,
+#: ``benchmarks/studies/radial_scaling.py`` for the cutoff and scaling; results in
 #: ``benchmarks/results``).
 DEFAULT_HYPERS: dict = make_hypers()
 

@@ -12,7 +12,8 @@ functions are written for TorchScript too (no ``__future__`` annotations, typed
 arguments): the exported metatomic models call the same code.
 """
 
-from typing import List, Optional, Sequence
+from collections.abc import Sequence
+from typing import List, Optional
 
 import torch
 

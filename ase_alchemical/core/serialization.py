@@ -28,6 +28,7 @@ from ase import Atoms
 from ase.data import chemical_symbols
 
 from .._version import __version__
+from ..errors import ModelFileError
 from .fileio import atomic_write
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "ModelFileError",
     "decode_state",
     "encode_state",
+    "file_kind",
     "model_file_info",
     "read_model_file",
     "write_model_file",
@@ -46,8 +48,10 @@ MODEL_FORMAT = "ase-alchemical-model"
 MODEL_FORMAT_VERSION = 2
 
 
-class ModelFileError(ValueError):
-    """A model file is missing, corrupted, or from an incompatible version."""
+def file_kind(params: dict) -> str:
+    """The model kind of a file's hyperparameters: ``params["kernel"]``, absent (as
+    written by version 1 and 2 files of structure kernels) for ``"structure"``."""
+    return params.get("kernel", "structure")
 
 
 # ------------------------------------------------------------------ values

@@ -17,33 +17,41 @@ import numpy as np
 import torch
 from ase import Atoms
 
+from ..errors import LabelError
+
 __all__ = [
     "LabelError",
     "TargetScaler",
     "forces_of",
+    "optional_labels",
     "per_atom_energies",
     "stresses_of",
     "total_energies",
 ]
 
 
-class LabelError(ValueError):
-    """A structure lacks a label a fit asks for, or the label is malformed."""
-
-
 def total_energies(frames: Sequence[Atoms], key: str = "energy") -> np.ndarray:
-    """Total energies (eV) from ``atoms.info[key]``, checked present and finite.
+    """Total energies (eV), checked present and finite.
+
+    Read from ``atoms.info[key]``, else from the structure's single-point calculator
+    (what ``ase.io.read`` attaches to a labelled frame), as forces and stress are.
 
     Raises
     ------
-    ValueError
-        A structure has no ``info[key]``, or an energy is NaN or infinite.
+    LabelError
+        A structure has no energy, or an energy is NaN or infinite.
     """
     out = []
     for i, atoms in enumerate(frames):
-        if key not in atoms.info:
-            raise LabelError(f"structure {i} has no info[{key!r}] (total energy in eV)")
-        out.append(float(atoms.info[key]))
+        energy = atoms.info.get(key)
+        if energy is None:
+            energy = _calc_result(atoms, "energy")
+        if energy is None:
+            raise LabelError(
+                f"structure {i} ({atoms.get_chemical_formula()}) has no energy "
+                f"(info[{key!r}] or a calculator result; total energy in eV)"
+            )
+        out.append(float(energy))
     energies = np.asarray(out, dtype=float)
     bad = np.flatnonzero(~np.isfinite(energies))
     if len(bad):
@@ -162,3 +170,19 @@ def stresses_of(frames: Sequence[Atoms], key: str = "stress") -> np.ndarray:
             raise LabelError(f"structure {i} has a NaN or inf stress")
         out.append(stress)
     return np.asarray(out)
+
+
+def optional_labels(frames: Sequence[Atoms]) -> tuple[list[np.ndarray] | None, np.ndarray | None]:
+    """Force and stress labels where every structure has them, else ``None`` each (a
+    malformed label is still an error)."""
+    frames = list(frames)
+    has_forces = all(
+        a.arrays.get("forces") is not None or _calc_result(a, "forces") is not None
+        for a in frames
+    )  # fmt: skip
+    has_stress = all(
+        a.pbc.all() and (a.info.get("stress") is not None or _calc_result(a, "stress") is not None)
+        for a in frames
+    )  # fmt: skip
+    return (forces_of(frames) if has_forces else None,
+            stresses_of(frames) if has_stress else None)  # fmt: skip

@@ -25,6 +25,8 @@ import numpy as np
 from ase import Atoms
 from ase.data import atomic_numbers, chemical_symbols, covalent_radii
 
+from ..errors import DataNotFoundError, StructureFileError
+
 __all__ = [
     "DATA_ENV",
     "ELPASOLITE_CSV_SHA256",
@@ -60,10 +62,6 @@ ELPASOLITE_PKL_URL = (
 _CSV_NAME = "elpasolites.csv"
 _PKL_NAME = "train_set.pkl"
 _ATOMS_PER_CELL = 10
-
-
-class DataNotFoundError(FileNotFoundError):
-    """Raised when the elpasolite data cannot be found in any of the known places."""
 
 
 # --------------------------------------------------------------------------- geometry
@@ -343,10 +341,6 @@ def load_elpasolites(
     return frames
 
 
-class StructureFileError(ValueError):
-    """A structure file that ASE cannot read (unknown format, malformed content)."""
-
-
 def read_frames(path: str | os.PathLike, index: str = ":") -> list[Atoms]:
     """Every structure of a file :func:`ase.io.read` understands, as a list.
 
@@ -396,9 +390,7 @@ def _energy_unit_factor(name: str) -> float:
 
 
 def _declared_unit(frames: Sequence[Atoms], path) -> str | None:
-    declared = {
-        str(atoms.info[key]) for atoms in frames for key in _UNIT_KEYS if key in atoms.info
-    }
+    declared = {str(atoms.info[key]) for atoms in frames for key in _UNIT_KEYS if key in atoms.info}
     undeclared = sum(not any(k in a.info for k in _UNIT_KEYS) for a in frames)
     if len(declared) > 1 or (declared and undeclared):
         raise ValueError(

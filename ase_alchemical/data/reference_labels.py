@@ -328,7 +328,7 @@ def read_labelled(
     if not frames_dir.is_dir():
         raise FileNotFoundError(
             f"no labelled frames in {directory}: run label_elpasolites(compositions, "
-            f"{str(directory)!r}) first (or benchmarks/potential_xtb.py)"
+            f"{str(directory)!r}) first (or benchmarks/accuracy/potential_xtb.py)"
         )
     if compositions is None:
         names = sorted(p.stem for p in frames_dir.glob("*.extxyz"))

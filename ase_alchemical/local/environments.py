@@ -109,8 +109,15 @@ class Environments:
         )  # fmt: skip
 
 
-def _scatter_blocks(tensormap, offset: np.ndarray, n_total: int, k: int, lmax1: int,
-                    n_radial: int, gradients: Sequence[str]):
+def _scatter_blocks(
+    tensormap,
+    offset: np.ndarray,
+    n_total: int,
+    k: int,
+    lmax1: int,
+    n_radial: int,
+    gradients: Sequence[str],
+):
     """featomic's blocks, one per (l, centre type, neighbour type), scattered into dense
     arrays: per l, coefficients ``(atoms, 2l + 1, K, N)``, position gradients
     ``(pairs, 3, 2l + 1, K, N)`` over the union of (row, atom) pairs of all blocks (sorted,

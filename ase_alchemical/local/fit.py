@@ -1,283 +1,237 @@
-"""Fitting the local potential: reference energies, support environments, the weighted
-sparse GPR solve on energies, forces and stress, and the optimization of U.
+"""Fitting the local potential: from labelled structures to its
+:class:`~ase_alchemical.local.state.PotentialState`.
 
-The weights solve the projected-process (subset-of-regressors) problem of GAP,
-
-    min_w  sum_s (e_s - delta k_s w)^2 / sigma_E^2 + sum_f (F_f - delta K_f w)^2 / sigma_F^2
-           + sum_v (v_v - delta K_v w)^2 / sigma_S^2 + w^T K_MM w
-
-where e_s is structure s's energy per atom after the per-element reference energies,
-k_s its mean environment-kernel row, K_f the force rows (minus the derivatives of the
-kernel sums), v_v the virial per atom (stress times volume over the number of atoms) and
-delta the energy scale of the prior: ``w = (K_MM + Phi^T Phi)^-1 Phi^T t`` with the rows
-``Phi`` and targets ``t`` divided by their sigmas (:func:`solve_weights`).
-
-U is learned as for the structure model: every step builds the rows from the current U,
-solves for w (differentiably) and takes an Adam step on the loss of held-out structures,
-energies and forces (:func:`optimize_potential_u`).
+The steps: each structure's environments and labels (:func:`structure_data`), the
+per-element reference energies, the support environments (farthest-point sampling under
+the initial U), the prior energy scale, U learned on the held-out loss through the solve
+(:func:`optimize_potential_u`, on the shared Adam loop of
+:mod:`~ase_alchemical.core.optimize`), and the final solve on every training row
+(:func:`solve`). The model (:class:`~ase_alchemical.local.model.AlchemicalPotential`)
+holds the hyperparameters; these functions read them and build the state.
 """
 
 from __future__ import annotations
 
-import math
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 
 import numpy as np
 import torch
+from ase import Atoms
 
 from ..core.compression import AlchemicalCompression
-from ..core.linalg import spd_solve
-from ..core.sampling import farthest_point_sampling
-from .environments import Environments
+from ..core.linalg import spd_factor
+from ..core.optimize import (
+    AdamRun,
+    Step,
+    adam_on_u,
+    check_rotation,
+    fold_indices,
+    optimization_summary,
+    rotates,
+)
+from ..core.targets import forces_of, stresses_of, total_energies
+from .design import (
+    Labels,
+    LocalProblem,
+    StructureData,
+    atomic_energy_fn,
+    concatenate_rows,
+    normal_equations,
+    reference_energies,
+    select_support,
+    solve_weights,
+)
+from .environments import Environments, compute_environments
 from .kernel import (
+    compress,
     derivative_rows,
     energy_and_gradients,
     environment_features,
     kernel_rows,
 )
+from .state import PotentialState
 
 __all__ = [
-    "Labels",
-    "LocalProblem",
-    "StructureData",
-    "concatenate_rows",
-    "reference_energies",
-    "select_support",
-    "solve_weights",
+    "energy_scale",
+    "fit_state",
     "held_out_loss",
     "optimize_potential_u",
+    "solve",
+    "structure_data",
 ]
 
-_VOIGT = [0, 4, 8, 5, 2, 1]  # xx yy zz yz xz xy in a flattened 3 x 3
+
+def structure_data(
+    model, frames: Sequence[Atoms], forces: bool, stress: bool
+) -> list[StructureData]:
+    """Environments (with position and strain gradients where the labels need them) and
+    labels of each structure."""
+    from tqdm.auto import tqdm
+
+    energies = total_energies(frames)
+    force_labels = forces_of(frames) if forces else [None] * len(frames)
+    stress_labels = stresses_of(frames) if stress else [None] * len(frames)
+    wanted = (["positions"] if forces or stress else []) + (["strain"] if stress else [])
+    device = model.torch_device
+    out = []
+    for atoms, e, f, s in tqdm(
+        list(zip(frames, energies, force_labels, stress_labels)), desc="expanding",
+        unit="struct", disable=not model.progress,
+    ):  # fmt: skip
+        env = compute_environments([atoms], model.hypers_, wanted, device=device)
+        labels = Labels(
+            energy=float(e),
+            forces=None if f is None else torch.as_tensor(f, device=device),
+            stress=None if s is None else torch.as_tensor(s, device=device),
+            volume=float(atoms.get_volume()) if s is not None else None,
+        )
+        out.append(StructureData(env, labels, len(atoms)))
+    return out
 
 
-@dataclass
-class Labels:
-    """Labels of one structure: total energy (eV), forces (eV/Å), stress (eV/Å^3)."""
-
-    energy: float
-    forces: torch.Tensor | None = None
-    stress: torch.Tensor | None = None
-    volume: float | None = None
-
-
-@dataclass
-class StructureData:
-    """One structure's environments and labels."""
-
-    env: Environments
-    labels: Labels
-    n_atoms: int
-    reference: float = 0.0  # sum of the reference energies of its atoms
-    counts: torch.Tensor | None = None  # atoms of each element (in U's row order)
-
-    @property
-    def residual_per_atom(self) -> float:
-        return (self.labels.energy - self.reference) / self.n_atoms
+def element_counts(frames: Sequence[Atoms], index: dict) -> np.ndarray:
+    """(S, n_species) number of atoms of each element."""
+    counts = np.zeros((len(frames), len(index)))
+    for s, atoms in enumerate(frames):
+        for z in atoms.numbers:
+            counts[s, index[int(z)]] += 1
+    return counts
 
 
-def reference_energies(
-    counts: np.ndarray, energies: np.ndarray, ridge: float = 1e-8
-) -> np.ndarray:
-    """Per-element reference energies e0 by least squares on element counts.
+def _set_references(model, species, frames, data, n_train: int) -> torch.Tensor:
+    """Per-element reference energies (least squares on element counts over the first
+    ``n_train`` structures, the training ones; or one mean energy per atom for every
+    element, when the kernel is to learn the rest); each structure's reference and counts
+    are set. Returns e0 with a trailing 0 (the padding row of U)."""
+    index = {z: i for i, z in enumerate(species)}
+    counts = element_counts(frames, index)
+    train = slice(0, n_train)
+    totals = np.array([d.labels.energy for d in data])
+    if model.baseline == "elements":
+        e0 = reference_energies(counts[train], totals[train])
+    else:
+        e0 = np.full(len(species), totals[train].sum() / counts[train].sum())
+    for d, atoms, c in zip(data, frames, counts):
+        d.reference = float(sum(e0[index[int(z)]] for z in atoms.numbers))
+        d.counts = torch.as_tensor(c, device=model.torch_device)
+    return torch.as_tensor(np.append(e0, 0.0), device=model.torch_device)
 
-    ``counts`` (S, n_species), ``energies`` (S,) totals: minimises
-    ``|counts e0 - energies|^2 + ridge |e0|^2`` (the tiny ridge fixes elements whose
-    counts are collinear, e.g. always in equal numbers).
-    """
-    a = counts.T @ counts + ridge * np.eye(counts.shape[1]) * max(np.trace(counts.T @ counts), 1)
-    return np.linalg.solve(a, counts.T @ energies)
+
+def support_environments(model, train_data, compression) -> Environments:
+    """The support environments: farthest-point sampling on the training environments'
+    features under the initial U (per central element with ``per_element_support``)."""
+    with torch.no_grad():
+        x0 = torch.cat([environment_features(d.env, compression) for d in train_data])
+        centers = torch.cat([d.env.centers for d in train_data])
+        chosen = select_support(x0, centers, model.n_support, model.per_element_support).cpu()
+    owner = torch.cat([torch.full((d.env.n_rows,), i) for i, d in enumerate(train_data)])
+    local = torch.cat([torch.arange(d.env.n_rows) for d in train_data])
+    parts = []
+    for i in sorted(set(owner[chosen].tolist())):
+        rows = local[chosen][owner[chosen] == i]
+        parts.append((train_data[i].env, rows.to(model.torch_device)))
+    return concatenate_rows(parts)
 
 
-def concatenate_rows(parts: Sequence[tuple[Environments, torch.Tensor]]) -> Environments:
-    """The given rows of several environment batches as one (no derivatives), padding
-    their local-type axes to the largest K."""
-    k = max(env.species.shape[1] for env, _ in parts)
-    coefficients, species, centers = None, [], []
-    for env, rows in parts:
-        pad = k - env.species.shape[1]
-        cs = [c[rows] for c in env.coefficients]
-        if pad:
-            cs = [torch.nn.functional.pad(c, (0, 0, 0, pad)) for c in cs]
-        coefficients = cs if coefficients is None else [
-            torch.cat([a, b]) for a, b in zip(coefficients, cs)
-        ]  # fmt: skip
-        species.append(torch.nn.functional.pad(env.species[rows], (0, pad)))
-        centers.append(env.centers[rows])
-    species = torch.cat(species)
-    n = len(species)
-    idx = torch.arange(n, device=species.device)
-    return Environments(
-        coefficients, species, torch.cat(centers), idx, idx,
-        torch.ones(n, dtype=torch.long, device=species.device),
+def energy_scale(model, train_data, compression, support_env, forces: bool) -> float:
+    """delta: given, else matched to the force labels (the prior force RMS of the kernel
+    equals the RMS training force), else the spread of the residual energies per atom
+    (floored: reference energies that interpolate a few training structures exactly
+    leave none)."""
+    if model.energy_scale is not None:
+        return float(model.energy_scale)
+    zeta = int(model.zeta)
+    if forces:
+        with torch.no_grad():
+            x_sup = environment_features(support_env, compression)
+            factor = spd_factor(kernel_rows(x_sup, x_sup, zeta), 1e-8)[0]
+            prior, labels = [], []
+            for data in train_data[:3]:
+                d_pos, _ = derivative_rows(data.env, compression, x_sup, zeta)
+                half = torch.linalg.solve_triangular(factor, d_pos.flatten(0, 1).T, upper=False)
+                prior.append(half.pow(2).sum(0))
+                labels.append(data.labels.forces.flatten())
+            prior_rms = float(torch.cat(prior).mean().sqrt())
+            label_rms = float(torch.cat(labels).pow(2).mean().sqrt())
+        if prior_rms > 0 and label_rms > 0:
+            return label_rms / prior_rms
+    per_atom = np.array([d.labels.energy / d.n_atoms for d in train_data])
+    residual = np.array([d.residual_per_atom for d in train_data])
+    spread = float(per_atom.std()) if len(per_atom) > 1 else 1.0
+    delta = float(residual.std()) if len(residual) > 1 else spread
+    return max(delta, 0.1 * spread) or 1.0
+
+
+def solve(problem: LocalProblem, structures, e0: torch.Tensor, progress: bool = False):
+    """Weights (and reference energies) from every row of ``structures``; returns the
+    weights, e0 (with the trailing 0), the posterior precision and the support
+    features."""
+    from tqdm.auto import tqdm
+
+    with torch.no_grad():
+        x_support = problem.support_features()
+        k_mm = kernel_rows(x_support, x_support, problem.zeta)
+        bar = tqdm(total=len(structures), desc="solving", unit="struct", disable=not progress)
+        normal, rhs = normal_equations(problem, structures, x_support, progress=bar.update)
+        bar.close()
+        solved, precision = solve_weights(problem.prior_precision(k_mm), normal, rhs)
+        weights, correction = problem.split(solved, len(x_support))
+    return weights, e0 + torch.cat([correction, correction.new_zeros(1)]), precision, x_support
+
+
+def fit_state(
+    model, train: Sequence[Atoms], opt: Sequence[Atoms], forces: bool, stress: bool
+) -> tuple[PotentialState, LocalProblem, list, list, torch.Tensor]:
+    """The fitted state of ``model``'s hyperparameters on ``train`` (weights) and ``opt``
+    (U), before calibration; also the problem, the structures' data and e0, which a
+    solve on more structures needs (see :meth:`.AlchemicalPotential.fit`)."""
+    t0 = time.perf_counter()
+    species = sorted({int(z) for a in train + opt for z in a.numbers})
+    d_j, init = model.d_j, model.init
+    if d_j is None:
+        d_j, init = len(species), "identity"
+    compression = AlchemicalCompression(species, d_j, init=init, seed=model.seed)
+    compression.to(model.torch_device)
+    train_data = structure_data(model, train, forces, stress)
+    opt_data = structure_data(model, opt, forces, False) if opt else []
+    e0 = _set_references(model, species, train + opt, train_data + opt_data, len(train))
+    support_env = support_environments(model, train_data, compression)
+    problem = LocalProblem(
+        compression, support_env, int(model.zeta),
+        energy_scale(model, train_data, compression, support_env, forces),
+        (float(model.energy_sigma), float(model.force_sigma), float(model.stress_sigma)),
+        use_forces=forces, use_stress=stress,
+        e0_prior=None if model.e0_prior is None else float(model.e0_prior),
     )  # fmt: skip
-
-
-def select_support(
-    x: torch.Tensor, centers: torch.Tensor, m: int, per_element: bool = True
-) -> torch.Tensor:
-    """``m`` support environments by farthest-point sampling on their features.
-
-    With ``per_element`` each central element gets a share of ``m`` in proportion to its
-    number of environments (at least one each), picked by FPS among its own: rare
-    elements keep support points that a global FPS could leave out.
-    """
-    n = x.shape[0]
-    m = min(int(m), n)
-    if not per_element:
-        return farthest_point_sampling(x, m)
-    elements, counts = torch.unique(centers, return_counts=True)
-    if m < len(elements):
-        return farthest_point_sampling(x, m)
-    share = np.maximum(1, np.floor(counts.cpu().numpy() / n * m)).astype(int)
-    order = np.argsort(-counts.cpu().numpy())
-    i = 0
-    while share.sum() < m:  # hand out what the rounding left, largest first
-        j = order[i % len(order)]
-        if share[j] < counts[j]:
-            share[j] += 1
-        i += 1
-    chosen = []
-    for element, k in zip(elements.tolist(), share.tolist()):
-        idx = (centers == element).nonzero().squeeze(1)
-        k = min(k, len(idx))
-        chosen.append(idx[farthest_point_sampling(x[idx], k).to(idx.device)])
-    return torch.cat(chosen)
-
-
-@dataclass
-class LocalProblem:
-    """What the rows of a solve depend on: U, the support environments, the kernel."""
-
-    compression: AlchemicalCompression
-    support_env: Environments
-    zeta: int
-    energy_scale: float
-    sigmas: tuple[float, float, float]  # energy (eV/atom), force (eV/Å), virial (eV/atom)
-    use_forces: bool = True
-    use_stress: bool = False
-    block_rows: int = 48
-    #: Prior standard deviation (eV) of corrections to the reference energies solved
-    #: together with the weights (``None``: the reference energies stay fixed).
-    e0_prior: float | None = None
-
-    def prior_precision(self, k_mm: torch.Tensor) -> torch.Tensor:
-        """The prior precision of the solved parameters: K_MM for the weights, and
-        1 / e0_prior^2 for each reference-energy correction."""
-        if self.e0_prior is None:
-            return k_mm
-        n = len(self.compression.species)
-        out = k_mm.new_zeros((k_mm.shape[0] + n, k_mm.shape[0] + n))
-        out[: k_mm.shape[0], : k_mm.shape[0]] = k_mm
-        eye = torch.eye(n, dtype=k_mm.dtype, device=k_mm.device)
-        out[k_mm.shape[0] :, k_mm.shape[0] :] = eye / self.e0_prior**2
-        return out
-
-    def split(self, solved: torch.Tensor, n_support: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """(kernel weights, reference-energy corrections) of a solved vector."""
-        if self.e0_prior is None:
-            return solved, solved.new_zeros(len(self.compression.species))
-        return solved[:n_support], solved[n_support:]
-
-    def support_features(self, u: torch.Tensor | None = None) -> torch.Tensor:
-        return environment_features(self.support_env, self.compression, u)
-
-    def rows(
-        self,
-        data: StructureData,
-        x_support: torch.Tensor,
-        u: torch.Tensor | None = None,
-        forces: bool | None = None,
-        stress: bool | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Weighted design rows and targets of one structure (energy, forces, stress)."""
-        forces = self.use_forces if forces is None else forces
-        stress = self.use_stress if stress is None else stress
-        stress = stress and data.labels.stress is not None
-        sig_e, sig_f, sig_s = self.sigmas
-        delta = self.energy_scale
-        env = data.env
-        x = environment_features(env, self.compression, u)
-        k = kernel_rows(x, x_support, self.zeta).sum(0) / data.n_atoms
-        rows = [k[None] * (delta / sig_e)]
-        targets = [x.new_tensor([data.residual_per_atom / sig_e])]
-        extra = 0 if self.e0_prior is None else len(self.compression.species)
-        if forces or stress:
-            d_pos, d_strain = derivative_rows(
-                env, self.compression, x_support, self.zeta, u, self.block_rows, strain=stress
-            )
-            if forces:
-                rows.append(-d_pos.flatten(0, 1) * (delta / sig_f))
-                targets.append(data.labels.forces.to(x).flatten() / sig_f)
-            if stress:
-                virial = d_strain[0][_VOIGT] / data.n_atoms
-                rows.append(virial * (delta / sig_s))
-                v = data.labels.stress.to(x) * data.labels.volume / data.n_atoms
-                targets.append(v / sig_s)
-        if extra:  # the reference-energy corrections act on the energy row only
-            counts = data.counts.to(x)[None] / data.n_atoms / sig_e
-            rows = [torch.cat([r, counts if i == 0 else r.new_zeros((len(r), extra))], 1)
-                    for i, r in enumerate(rows)]  # fmt: skip
-        return torch.cat(rows), torch.cat(targets)
-
-
-def solve_weights(
-    k_mm: torch.Tensor, normal: torch.Tensor, rhs: torch.Tensor, jitter: float = 1e-8
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """``w = (K_MM + Phi^T Phi)^-1 Phi^T t`` from ``normal = Phi^T Phi`` and ``rhs``.
-
-    Returns the weights and the matrix ``A = K_MM + Phi^T Phi`` (with its jitter), the
-    posterior precision the predictive variance needs.
-    """
-    return spd_solve(k_mm + normal, rhs, jitter, fix="raise the sigmas")
-
-
-def normal_equations(
-    problem: LocalProblem,
-    structures: Sequence[StructureData],
-    x_support: torch.Tensor,
-    u: torch.Tensor | None = None,
-    force_subset: set[int] | None = None,
-    progress: Callable[[int], None] | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """``Phi^T Phi`` and ``Phi^T t`` over structures (force and stress rows of all, or
-    only of the structures in ``force_subset``: derivative rows through U's strain and
-    position gradients are what a step of U costs)."""
-    m = x_support.shape[0] + (0 if problem.e0_prior is None else len(problem.compression.species))
-    normal = x_support.new_zeros((m, m))
-    rhs = x_support.new_zeros(m)
-    for i, data in enumerate(structures):
-        derivatives = force_subset is None or i in force_subset
-        rows, targets = problem.rows(
-            data, x_support, u, forces=problem.use_forces and derivatives,
-            stress=problem.use_stress and derivatives,
-        )  # fmt: skip
-        normal = normal + rows.T @ rows
-        rhs = rhs + rows.T @ targets
-        if progress is not None:
-            progress(1)
-    return normal, rhs
-
-
-def atomic_energy_fn(
-    compression: AlchemicalCompression,
-    x_support: torch.Tensor,
-    weights: torch.Tensor,
-    zeta: int,
-    energy_scale: float,
-    e0: torch.Tensor,
-    u: torch.Tensor | None = None,
-) -> Callable[[Environments], torch.Tensor]:
-    """``env -> (rows,)`` atomic energies ``e0(a_i) + delta k(x_i, X_M) w``."""
-
-    def energy(env: Environments) -> torch.Tensor:
-        x = environment_features(env, compression, u)
-        local = kernel_rows(x, x_support, zeta) @ weights * energy_scale
-        return local + e0[compression.rows(env.centers)]
-
-    return energy
+    n_weights = int(compression.U.numel())
+    rotated = rotates(model.rotation, len(opt), n_weights)
+    learn = model.n_steps > 0 and model.d_j is not None and (bool(opt) or rotated)
+    if learn and rotated:
+        check_rotation(len(train) + len(opt), model.n_folds)
+    run = None
+    if learn:
+        run = optimize_potential_u(model, problem, train_data, opt_data, e0, rotated)
+        with torch.no_grad():
+            compression.U.copy_(run.best)
+    weights, e0_final, precision, x_support = solve(problem, train_data, e0, model.progress)
+    with torch.no_grad():
+        ct = compress(support_env, compression)
+    summary = optimization_summary(
+        n_train=len(train), n_opt=len(opt), n_mixing_weights=n_weights, rotated=rotated,
+        n_folds=int(model.n_folds), learned=learn, run=run,
+    )  # fmt: skip
+    state = PotentialState(
+        compression=compression, weights=weights,
+        support_coefficients=torch.cat([c.flatten(1) for c in ct], 1),
+        support_centers=support_env.centers.clone(), reference_energies=e0_final[:-1].clone(),
+        energy_scale=float(problem.energy_scale), sigmas=list(problem.sigmas),
+        precision=precision, loss_history=[] if run is None else run.history,
+        best_step=None if run is None else run.best_step,
+        optimization={**summary, "solved_on": len(train)}, fit_time=time.perf_counter() - t0,
+        support_features=x_support,
+    )  # fmt: skip
+    return state, problem, train_data, opt_data, e0
 
 
 def held_out_loss(
@@ -293,11 +247,9 @@ def held_out_loss(
     var_f: float = 1.0,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The loss of one optimization step as a differentiable function of ``u``: weights
-    solved on ``solve_on`` (force and stress rows of ``force_subset`` only, if given), errors on
-    ``held`` (energies per atom over ``var_e``, force components over ``var_f``).
-
-    Returns (loss, energy term, force term).
-    """
+    solved on ``solve_on`` (force and stress rows of ``force_subset`` only, if given),
+    errors on ``held`` (energies per atom over ``var_e``, force components over
+    ``var_f``). Returns (loss, energy term, force term)."""
     x_support = problem.support_features(u)
     k_mm = kernel_rows(x_support, x_support, problem.zeta)
     normal, rhs = normal_equations(problem, solve_on, x_support, u, force_subset)
@@ -324,101 +276,50 @@ def held_out_loss(
     return loss, loss_e, loss_f
 
 
-@dataclass
-class PotentialOptimization:
-    """The record of an optimization of U for the local potential."""
-
-    best_step: int | None
-    history: list[dict] = field(default_factory=list)
-    rotated: bool = False
-    n_folds: int = 1
-    U: torch.Tensor | None = None
-
-
 def optimize_potential_u(
-    problem: LocalProblem,
-    train: Sequence[StructureData],
-    opt: Sequence[StructureData],
-    e0: torch.Tensor,
-    *,
-    n_steps: int,
-    learning_rate: float,
-    lr_schedule: str,
-    force_weight: float,
-    step_force_structures: int | None,
-    rotation: bool,
-    n_folds: int,
-    seed: int,
-    progress: bool = False,
-) -> PotentialOptimization:
-    """Adam on U: each step solves for the weights on the training structures (energies
-    of all, force rows of ``step_force_structures`` drawn at random) with the current U
-    and takes the loss on the held-out ones,
+    model, problem: LocalProblem, train: list, opt: list, e0: torch.Tensor, rotation: bool
+) -> AdamRun:
+    """Adam on U (:func:`~ase_alchemical.core.optimize.adam_on_u`): each step solves for
+    the weights on the training structures (energies of all, force rows of
+    ``model.step_force_structures`` drawn at random) with the current U and takes the
+    loss on the held-out ones,
 
         loss = mean((e_pred - e)^2) / var_e + force_weight * mean((F_pred - F)^2) / var_F
 
     (energies per atom, forces per component, each over its variance in the training
-    labels), gradients flowing through the solve. With ``rotation`` the training and
-    held-out roles rotate over ``n_folds`` folds of their union (step t holds out fold
-    t mod k) and the U kept ends the window of k steps with the lowest mean loss;
-    otherwise the U of the step with the lowest held-out loss is kept.
+    labels), gradients flowing through the solve. With ``rotation`` the roles rotate
+    over ``model.n_folds`` folds of their union. ``run.best`` is the kept U.
     """
-    from tqdm.auto import tqdm
-
-    compression = problem.compression
-    u = torch.nn.Parameter(compression.U.detach().clone())
-    optimizer = torch.optim.Adam([u], lr=learning_rate)
-    pool = list(train) + list(opt)
-    generator = np.random.default_rng(seed)
-    if rotation:
-        perm = generator.permutation(len(pool))
-        folds = [perm[f::n_folds] for f in range(n_folds)]
-    residual = np.array([d.residual_per_atom for d in train])
-    var_e = float(residual.var()) or 1.0
+    u = torch.nn.Parameter(problem.compression.U.detach().clone())
+    pool = train + opt
+    generator = np.random.default_rng(int(model.seed))
+    folds = fold_indices(len(pool), int(model.n_folds), int(model.seed)) if rotation else None
+    var_e = float(np.array([d.residual_per_atom for d in train]).var()) or 1.0
     use_forces = problem.use_forces and all(d.labels.forces is not None for d in pool)
     var_f = 1.0
     if use_forces:
         var_f = float(torch.cat([d.labels.forces.flatten() for d in train]).pow(2).mean()) or 1.0
-    history: list[dict] = []
-    best = (math.inf, None, compression.U.detach().clone())
-    window: list[float] = []
-    bar = tqdm(range(n_steps), desc="optimizing U", unit="step", disable=not progress)
-    for step in bar:
-        t0 = time.perf_counter()
+    n_force = model.step_force_structures
+
+    def step(t: int) -> Step:
+        held, solve_on = opt, train
         if rotation:
-            held_idx = folds[step % n_folds]
-            held = [pool[i] for i in held_idx]
-            solve_on = [pool[i] for i in range(len(pool)) if i not in set(held_idx.tolist())]
-        else:
-            held, solve_on = list(opt), list(train)
+            out = set(folds[t % len(folds)].tolist())
+            held = [pool[i] for i in sorted(out)]
+            solve_on = [d for i, d in enumerate(pool) if i not in out]
         subset = None
-        if step_force_structures is not None and step_force_structures < len(solve_on):
-            subset = set(generator.choice(len(solve_on), step_force_structures, replace=False)
-                         .tolist())  # fmt: skip
+        if n_force is not None and n_force < len(solve_on):
+            subset = set(generator.choice(len(solve_on), n_force, replace=False).tolist())
         loss, loss_e, loss_f = held_out_loss(
-            problem, solve_on, held, e0, u, subset, use_forces, force_weight, var_e, var_f
-        )
-        value = float(loss.detach())
-        if rotation:
-            window = (window + [value])[-n_folds:]
-            score = sum(window) / len(window) if len(window) == n_folds else math.inf
-        else:
-            score = value
-        if score < best[0]:
-            best = (score, step, u.detach().clone())
-        optimizer.zero_grad()
-        loss.backward()
-        if lr_schedule == "cosine":
-            for group in optimizer.param_groups:
-                group["lr"] = learning_rate * 0.5 * (1 + math.cos(math.pi * step / n_steps))
-        optimizer.step()
-        history.append({
-            "step": step, "loss": value, "energy_loss": float(loss_e.detach()),
-            "force_loss": float(loss_f.detach()), "seconds": time.perf_counter() - t0,
-        })  # fmt: skip
-        bar.set_postfix(loss=f"{value:.4f}")
-    bar.close()
-    return PotentialOptimization(
-        best_step=best[1], history=history, rotated=rotation,
-        n_folds=n_folds if rotation else 1, U=best[2],
+            problem, solve_on, held, e0, u, subset, use_forces, float(model.force_weight),
+            var_e, var_f,
+        )  # fmt: skip
+        record = {"energy_loss": float(loss_e.detach()), "force_loss": float(loss_f.detach())}
+        return Step(loss, record)
+
+    return adam_on_u(
+        [u], step, n_steps=int(model.n_steps), learning_rate=float(model.learning_rate),
+        lr_schedule=model.lr_schedule, n_folds=len(folds) if rotation else 1,
+        snapshot=lambda: u.detach().clone(), progress=model.progress,
+        postfix=lambda r: f"loss={r['loss']:.4f}",
     )  # fmt: skip

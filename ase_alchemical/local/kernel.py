@@ -237,9 +237,7 @@ def energy_and_gradients(
         ``(S, 3, 3)``: dE/dstrain, or ``None``.
     """
     leaves = [c.detach().requires_grad_(True) for c in env.coefficients]
-    leaf_env = Environments(
-        leaves, env.species, env.centers, env.atom, env.structure, env.n_atoms
-    )
+    leaf_env = Environments(leaves, env.species, env.centers, env.atom, env.structure, env.n_atoms)
     with torch.enable_grad():
         energies = atomic_energy(leaf_env)
         d_c = torch.autograd.grad(energies.sum(), leaves, create_graph=create_graph)

@@ -23,12 +23,12 @@ from ..core.features import PairSpectrum
 from ..core.gp import calibration_scale
 from ..core.hypers import basis_shapes, hypers_list
 from ..core.kernels import PolynomialKernel
+from ..core.optimize import LR_SCHEDULES, optimization_summary, rotates
 from ..core.sampling import random_projection
-from ..core.state import FittedState, bare_copies
+from ..core.state import bare_copies
 from ..core.targets import TargetScaler, per_atom_energies
 from .optimize import (
     GRADIENT_FLOWS,
-    LR_SCHEDULES,
     FixedSets,
     OptimizationResult,
     RotatingSets,
@@ -36,21 +36,16 @@ from .optimize import (
 )
 from .representation import NORMALIZATIONS, Representation, fit_projection
 from .solvers import SOLVERS, FullSolver
+from .state import FittedState
 from .uncertainty import VarianceFactors, mean_and_raw_variance
 
 __all__ = [
-    "STRUCTURES_PER_MIXING_WEIGHT",
     "check_params",
     "fit_state",
     "kernel_for",
     "new_compression",
     "refit_state",
-    "rotates",
 ]
-
-#: Optimization structures per mixing weight of U below which the optimization set is
-#: reported as small for the compression (``optimization_["small_optimization_set"]``).
-STRUCTURES_PER_MIXING_WEIGHT = 5
 
 
 def check_params(model) -> None:
@@ -92,8 +87,7 @@ def check_params(model) -> None:
             f"learn_regularizer=True needs gradient_flow='full': with "
             f"{model.gradient_flow!r} no gradient reaches the regulariser"
         )
-    if model.rotation not in (True, False, "auto"):
-        raise ValueError(f"rotation must be True, False or 'auto', got {model.rotation!r}")
+    rotates(model.rotation, 0, 0)  # checks the value
     if int(model.n_folds) != model.n_folds or model.n_folds < 2:
         raise ValueError(f"n_folds must be an integer >= 2, got {model.n_folds}")
 
@@ -167,7 +161,11 @@ def fit_state(
         len(train), lambda: _fps_features(model, representation, rho_t), model.seed
     ).to(device)
     logits = _initial_scale_logits(model)
-    regularizer, history, best_step, summary = float(model.regularizer), [], None, {}
+    regularizer, history, best_step = float(model.regularizer), [], None
+    summary = optimization_summary(
+        n_train=len(train), n_opt=len(opt or []), n_mixing_weights=int(compression.U.numel()),
+        rotated=False, n_folds=1, learned=False,
+    )  # fmt: skip
     if optimize:
         rho_o = representation.project(rho_o)
         monitor = None
@@ -181,7 +179,7 @@ def fit_state(
             targets.std, monitor,
         )  # fmt: skip
         regularizer = float(np.exp(result.best.log_regularizer))
-        logits, history, best_step = result.best.scale_logits, result.history, result.best.step
+        logits, history, best_step = result.best.scale_logits, result.history, result.best_step
     scale_weights = torch.softmax(logits, 0)
     kernel = kernel_for(model, representation, scale_weights)
     with torch.no_grad():
@@ -222,23 +220,13 @@ def calibrate(
         return calibration_scale(mean, var, y)
 
 
-def rotates(model, n_opt: int, n_mixing_weights: int) -> bool:
-    """Whether ``model`` rotates the training and optimization roles for an optimization
-    set of ``n_opt`` structures and U of ``n_mixing_weights``: ``rotation=True`` always,
-    ``False`` never, ``"auto"`` when the set is small, fewer than
-    :data:`STRUCTURES_PER_MIXING_WEIGHT` structures per mixing weight."""
-    if model.rotation == "auto":
-        return n_opt < STRUCTURES_PER_MIXING_WEIGHT * n_mixing_weights
-    return bool(model.rotation)
-
-
 def _optimize(model, representation, solver, train, opt, support, logits, target_std, monitor):
     """Adam on U (and the learned regulariser and scale weights), the roles of the sets
-    fixed or rotating (:func:`rotates`); returns the optimization result and its summary
-    for the fitted state."""
+    fixed or rotating (:func:`~ase_alchemical.core.optimize.rotates`); returns the
+    optimization result and its summary for the fitted state."""
     u = representation.compression.U
     n_opt, n_weights = len(opt[0]), int(u.numel())
-    rotated = rotates(model, n_opt, n_weights)
+    rotated = rotates(model.rotation, n_opt, n_weights)
     size = model.step_train_size
     if rotated:
         pool = (PairSpectrum.concatenate([train[0], opt[0]]), torch.cat([train[1], opt[1]]))
@@ -255,16 +243,10 @@ def _optimize(model, representation, solver, train, opt, support, logits, target
         gradient_flow=model.gradient_flow, target_std=target_std, progress=model.progress,
         monitor=monitor,
     )  # fmt: skip
-    summary = {
-        "n_train": len(train[0]),
-        "n_opt": n_opt,
-        "n_mixing_weights": n_weights,
-        "small_optimization_set": n_opt < STRUCTURES_PER_MIXING_WEIGHT * n_weights,
-        "rotated": rotated,
-        "n_folds": sets.n_folds,
-        "n_steps_run": len(result.history),
-        "best_step": result.best.step,
-    }
+    summary = optimization_summary(
+        n_train=len(train[0]), n_opt=n_opt, n_mixing_weights=n_weights, rotated=rotated,
+        n_folds=sets.n_folds, learned=True, run=result,
+    )  # fmt: skip
     return result, summary
 
 

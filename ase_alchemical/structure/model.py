@@ -7,16 +7,17 @@ set, predicts the optimization set and takes an Adam step on U from the loss the
 
 The model is orchestration: the features (:mod:`~ase_alchemical.core.features`), the
 compression (:mod:`~ase_alchemical.core.compression`), the feature map
-(:mod:`~ase_alchemical.structure.representation`), the kernel and solvers
-(:mod:`~ase_alchemical.core.kernels`), the variance (:mod:`~ase_alchemical.structure.uncertainty`) and
-the file format (:mod:`~ase_alchemical.core.serialization`) each live in their own module.
-Everything a fit produces is one :class:`.FittedState`.
+(:mod:`~ase_alchemical.structure.representation`), the kernel
+(:mod:`~ase_alchemical.core.kernels`), the solvers (:mod:`~.solvers`), the variance
+(:mod:`~.uncertainty`) and the file format (:mod:`~ase_alchemical.core.serialization`)
+each live in their own module; what every model kind shares (parameters, fitted
+attributes, files, ``score``, the calculator protocol) is the base class
+:class:`~ase_alchemical.core.estimator.AlchemicalModel`. Everything a fit produces is one
+:class:`.FittedState`.
 """
 
 from __future__ import annotations
 
-import copy
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -25,31 +26,29 @@ import torch
 from ase import Atoms
 
 from ..core import feature_cache
-from ..core.devices import resolve_device
+from ..core.compression import AlchemicalCompression
+from ..core.estimator import AlchemicalModel, as_frames
 from ..core.features import PairSpectrum, compute_pair_spectrum, differentiable_pair_spectrum
-from ..core.hypers import DEFAULT_HYPERS, hypers_list
-from ..core.serialization import (
-    MODEL_FORMAT,
-    MODEL_FORMAT_VERSION,
-    ModelFileError,
-    model_file_info,
-    read_model_file,
-    write_model_file,
-)
-from ..core.state import STATE_ALIASES, STATE_FIELDS, FittedState
-from ..core.targets import per_atom_energies
+from ..core.hypers import hypers_list
+from ..errors import ModelFileError
 from .fit import calibrate, fit_state, kernel_for, new_compression, refit_state
 from .optimize import joint_loss
 from .representation import Representation
 from .solvers import FullSolver, make_solver
+from .state import STATE_ALIASES, FittedState
 from .uncertainty import VarianceFactors, mean_and_raw_variance
 
-__all__ = [
-    "AlchemicalKRR", "FittedState", "ModelFileError", "load_model", "model_file_info",
-    "MODEL_FORMAT", "MODEL_FORMAT_VERSION",
-]  # fmt: skip
+__all__ = ["AlchemicalKRR"]
 
-class AlchemicalKRR:
+
+def _lone_atoms(atoms: Atoms, cutoff: float) -> int:
+    """Number of atoms without a neighbour within ``cutoff``."""
+    from ase.neighborlist import neighbor_list
+
+    return len(atoms) - len(np.unique(neighbor_list("i", atoms, cutoff)))
+
+
+class AlchemicalKRR(AlchemicalModel):
     """Kernel ridge regression with a learned alchemical compression of SOAP.
 
     Parameters (keyword-only)
@@ -217,47 +216,14 @@ class AlchemicalKRR:
         self.device = device
         self.progress = progress
 
-    # ------------------------------------------------------------------ parameters
-    def get_params(self) -> dict:
-        """Hyperparameters as a dict (scikit-learn style)."""
-        return {name: copy.deepcopy(getattr(self, name)) for name in self._PARAMS}
-
-    def set_params(self, **params) -> AlchemicalKRR:
-        """Set hyperparameters (scikit-learn style); takes effect at the next fit."""
-        for name, value in params.items():
-            if name not in self._PARAMS + ("device", "progress"):
-                raise ValueError(f"unknown parameter {name!r} of AlchemicalKRR")
-            setattr(self, name, value)
-        return self
-
-    def __repr__(self) -> str:
-        shown = {k: v for k, v in self.get_params().items() if k != "hypers"}
-        return "AlchemicalKRR(" + ", ".join(f"{k}={v!r}" for k, v in shown.items()) + ")"
-
-    @property
-    def hypers_(self) -> dict | list[dict]:
-        """The spherical-expansion hypers in use (the default filled in)."""
-        return DEFAULT_HYPERS if self.hypers is None else self.hypers
+    kind = "structure"
+    _STATE = FittedState
+    _ALIASES = STATE_ALIASES
 
     @property
     def n_scales(self) -> int:
         """Number of scales (hypers dicts) of the kernel."""
         return len(hypers_list(self.hypers))
-
-    #: The model's kind, "structure" (one feature vector per structure, so no per-atom
-    #: energies).
-    kind = "structure"
-
-    @property
-    def dtype(self) -> torch.dtype:
-        """Floating dtype of the fitted tensors."""
-        self._check_fitted()
-        return self.state_.weights.dtype
-
-    @property
-    def torch_device(self) -> torch.device:
-        """The torch device of the model's tensors (``device`` resolved)."""
-        return resolve_device(self.device)
 
     @property
     def solver_(self) -> FullSolver:
@@ -267,65 +233,22 @@ class AlchemicalKRR:
     # ------------------------------------------------------------------ fitted state
     def _set_state(self, state: FittedState) -> None:
         """Install a fitted state and the objects derived from it."""
-        self.state_ = state
-        self._variance = None  # VarianceFactors, built on first use
-        self.representation_ = Representation(
+        super()._set_state(state)
+        self.__dict__["representation_"] = Representation(
             state.compression, self.hypers_, self.normalization, state.projection
         )
-        self.kernel_ = kernel_for(self, self.representation_, state.scale_weights)
+        self.__dict__["kernel_"] = kernel_for(self, self.representation_, state.scale_weights)
         if state.support_features is None:
             with torch.no_grad():
                 spectrum = self.pair_spectrum(state.support, progress=False)
                 state.support_features = self.representation_.transform(spectrum)
 
-    def __getattr__(self, name: str):
-        # fitted attributes (``weights_`` ...) are the fields of ``state_``
-        if name.endswith("_") and not name.startswith("_"):
-            field_name = STATE_ALIASES.get(name, name[:-1])
-            state = self.__dict__.get("state_")
-            if field_name in STATE_FIELDS:
-                if state is None:
-                    raise AttributeError(
-                        f"{name}: this AlchemicalKRR is not fitted yet: call fit() or "
-                        "load_model()"
-                    )
-                return getattr(state, field_name)
-        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
-
-    def __setattr__(self, name: str, value) -> None:
-        field_name = STATE_ALIASES.get(name, name[:-1])
-        if name.endswith("_") and field_name in STATE_FIELDS and "state_" in self.__dict__:
-            setattr(self.state_, field_name, value)
-            self.__dict__["_variance"] = None
-            if field_name == "scale_weights":
-                self.__dict__["kernel_"] = kernel_for(self, self.representation_, value)
-            return
-        super().__setattr__(name, value)
-
-    def __getstate__(self) -> dict:
-        # the variance factors are a cache (a Cholesky factor of M x M, 0.5 GB for the
-        # shipped default), rebuilt on first use: not worth sending to a dask worker
-        return {**self.__dict__, "_variance": None}
-
-    def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state)
-
-    def _check_fitted(self) -> None:
-        if "state_" not in self.__dict__:
-            raise RuntimeError("this AlchemicalKRR is not fitted yet: call fit() or load_model()")
-
-    @property
-    def species(self) -> list[int]:
-        """Atomic numbers the fitted model knows."""
-        self._check_fitted()
-        return list(self.state_.compression.species)
-
-    @property
-    def U(self) -> np.ndarray:
-        """The learned compression matrix (n_species x d_J); radially resolved, one per
-        radial channel (n_channels x n_species x d_J)."""
-        self._check_fitted()
-        return self.state_.compression.U.detach().cpu().numpy().copy()
+    def _state_changed(self, field: str) -> None:
+        super()._state_changed(field)
+        if field == "scale_weights":
+            self.__dict__["kernel_"] = kernel_for(
+                self, self.representation_, self.state_.scale_weights
+            )
 
     # ------------------------------------------------------------------ features
     def pair_spectrum(self, frames: Sequence[Atoms], progress: bool | None = None) -> PairSpectrum:
@@ -412,7 +335,7 @@ class AlchemicalKRR:
             Relative regulariser of this solve (as the constructor's ``regularizer``);
             ``None`` keeps the fitted one. The one learned with U suits the per-step
             solves on ``step_train_size`` structures; a solve on more may want another,
-            chosen on held-out structures (``benchmarks/final_regularizer.py``).
+            chosen on held-out structures (``benchmarks/studies/final_regularizer.py``).
         """
         self._check_fitted()
         refit_state(self, frames, spectrum, regularizer)
@@ -444,19 +367,6 @@ class AlchemicalKRR:
             None if scale_logits is None else torch.softmax(scale_logits, 0), self.gradient_flow,
         )  # fmt: skip
         return out.loss, out.train_prediction
-
-    # ------------------------------------------------------------------ device
-    def to(self, device: str | torch.device | None = None, dtype: torch.dtype | None = None):
-        """Move the fitted model to a torch device and/or float dtype (in place); returns self.
-
-        Predictions are computed in the dtype of the weights (float64 after fitting).
-        """
-        self._check_fitted()
-        if device is not None:
-            self.device = device
-        self.state_.to(self.torch_device, dtype)
-        self._set_state(self.state_)
-        return self
 
     # ------------------------------------------------------------------ predict
     def predict_from_spectrum(
@@ -524,7 +434,7 @@ class AlchemicalKRR:
             ``None`` without strain derivatives.
         """
         self._check_fitted()
-        frames = [frames] if isinstance(frames, Atoms) else list(frames)
+        frames = as_frames(frames)
         spectrum, geometry = differentiable_pair_spectrum(
             frames, self.hypers_, dtype=self.state_.weights.dtype, device=self.torch_device,
             center_resolved=bool(self.center_resolved), strain=strain,
@@ -550,7 +460,7 @@ class AlchemicalKRR:
             It grows for structures unlike the training set.
         """
         self._check_fitted()
-        frames = [frames] if isinstance(frames, Atoms) else list(frames)
+        frames = as_frames(frames)
         spectrum = self.pair_spectrum(frames)
         with torch.no_grad():
             out = self.predict_from_spectrum(spectrum, return_std=return_std)
@@ -566,22 +476,36 @@ class AlchemicalKRR:
         With ``return_std`` also the standard deviations of the totals (eV), as in
         :meth:`predict_per_atom`.
         """
-        frames = [frames] if isinstance(frames, Atoms) else list(frames)
+        frames = as_frames(frames)
         n_atoms = np.array([len(a) for a in frames]) if frames else np.zeros(0)
         if return_std:
             mean, std = self.predict_per_atom(frames, return_std=True)
             return mean * n_atoms, std * n_atoms
         return self.predict_per_atom(frames) * n_atoms
 
-    def score(self, frames: Sequence[Atoms]) -> dict:
-        """Errors per atom (eV/atom) on structures with ``info["energy"]``: MAE, RMSE."""
-        frames = list(frames)
-        err = self.predict_per_atom(frames) - per_atom_energies(frames)
-        return {
-            "mae": float(np.abs(err).mean()),
-            "rmse": float(np.sqrt((err**2).mean())),
-            "n": len(frames),
-        }
+    def domain_warnings(self, atoms: Atoms) -> list[str]:
+        """A structure with a larger share of atoms without a neighbour within the cutoff
+        than any support structure had (an isolated atom): its predicted uncertainty
+        cannot show it, the structure features being normalised (see
+        :class:`~ase_alchemical.calculator.AlchemicalCalculator`). The first structure
+        with a lone atom costs one scan of the support structures."""
+        cutoff = max(h["cutoff"]["radius"] for h in hypers_list(self.hypers_))
+        lone = _lone_atoms(atoms, cutoff)
+        if not lone:
+            return []
+        if self.__dict__.get("_support_lone_fraction") is None:
+            self.__dict__["_support_lone_fraction"] = max(
+                _lone_atoms(s, cutoff) / len(s) for s in self.state_.support
+            )
+        most = self.__dict__["_support_lone_fraction"]
+        if lone / len(atoms) <= most:
+            return []
+        return [
+            f"{lone} of {len(atoms)} atom(s) without a neighbour within the {cutoff:g} Å "
+            f"cutoff, more than in any of the model's support structures (at most "
+            f"{most:.0%}): this prediction is outside the model's domain, and its "
+            "uncertainty does not show it (normalised structure features)"
+        ]
 
     # ------------------------------------------------------------------ uncertainty
     def calibrate_uncertainty(
@@ -606,98 +530,44 @@ class AlchemicalKRR:
         )
         return self.state_.uncertainty_scale
 
-    # ------------------------------------------------------------------ save / load
-    def save(self, path: str | os.PathLike, metadata: dict | None = None) -> Path:
-        """Save the fitted model to one versioned file, atomically.
+    def metatomic_module(self) -> torch.nn.Module:
+        """This model as TorchScript (:class:`~ase_alchemical.structure.metatomic.StructureKernel`;
+        needs the optional metatomic stack)."""
+        from .metatomic import StructureKernel
 
-        The file holds hyperparameters, species, U, the support *structures* (their
-        features are recomputed at load: a few hundred kB instead of many MB), weights,
-        target normalisation, loss history and ``metadata`` (provenance; default: the
-        model's own ``metadata_``) — every saved field of :class:`.FittedState`.
-        """
         self._check_fitted()
-        params = self.get_params()
-        if not isinstance(params["init"], str):
-            params["init"] = "array"
-        state = self.state_.saved()
-        if metadata is not None:
-            state["metadata"] = metadata
-        return write_model_file(path, params, self.hypers_, state)
+        return StructureKernel(self)
 
-    @classmethod
-    def load(
-        cls, path: str | os.PathLike, device: str | torch.device | None = None
-    ) -> AlchemicalKRR:
-        """Load a model saved by :meth:`save` (see :func:`load_model`)."""
-        return load_model(path, device=device)
+    # ------------------------------------------------------------------ files
+    def _loaded_compression(self, species, u) -> AlchemicalCompression:
+        return new_compression(self, species, u.shape[-1], u)
 
-
-def load_model(
-    path: str | os.PathLike,
-    device: str | torch.device | None = None,
-    *,
-    cache: bool | None = None,
-) -> AlchemicalKRR:
-    """Load a model file written by :meth:`.AlchemicalKRR.save` (any supported format
-    version: older ones go through :data:`ase_alchemical.core.serialization.UPGRADES`).
-
-    Uses torch's safe loading (``weights_only=True``: tensors and plain containers only).
-    The support features, which the file does not store, are read from the
-    :mod:`~ase_alchemical.core.feature_cache` when it holds a valid entry for this file and
-    this code, else computed (and cached); ``cache=False``, or ``ASE_ALCHEMICAL_NO_CACHE=1``
-    when ``cache`` is ``None``, always computes them.
-
-    Raises
-    ------
-    FileNotFoundError
-        The file does not exist.
-    ModelFileError
-        The file is not an ase-alchemical model, is truncated or corrupted, or was
-        written by an incompatible format version.
-    """
-    path = Path(path)
-    data = read_model_file(path)
-    if data["params"].get("kernel") == "local":
-        raise ModelFileError(
-            f"{path} holds a local potential: load it with ase_alchemical.load_model"
-        )
-    try:
-        params = data["params"]
-        if params.get("init") == "array":
-            params["init"] = "elements"
-        params["hypers"] = data["hypers"]
-        hypers_list(params["hypers"])
-        model = AlchemicalKRR(**params, device=device)
-        saved = dict(data["state"])
-        u = saved.pop("U")
-        compression = new_compression(model, saved.pop("species"), u.shape[-1], u)
-        state = FittedState.from_saved(saved, compression)
-        state.to(model.torch_device)
-        if state.scale_weights.shape != (model.n_scales,):
+    def _install(self, state: FittedState, path: Path, cache: bool | None = None) -> None:
+        """Check a loaded state, fill in its support features (the file stores the
+        support *structures*: from the :mod:`~ase_alchemical.core.feature_cache` when it
+        holds a valid entry for this file and this code, else computed and cached;
+        ``cache=False``, or ``ASE_ALCHEMICAL_NO_CACHE=1`` when ``cache`` is ``None``,
+        always computes them) and set it."""
+        hypers_list(self.hypers_)
+        if state.scale_weights.shape != (self.n_scales,):
             raise ModelFileError(
                 f"{path}: {state.scale_weights.numel()} scale weights for "
-                f"{model.n_scales} scales of hypers"
+                f"{self.n_scales} scales of hypers"
             )
         key = None
         if state.support_features is None and feature_cache.cache_enabled(cache):
             key = feature_cache.cache_key(path, state.weights.dtype)
-            n_support = len(state.support)
-            cached = feature_cache.cached_support_features(key, n_support)
+            cached = feature_cache.cached_support_features(key, len(state.support))
             if cached is not None:
-                state.support_features = cached.to(model.torch_device, state.weights.dtype)
+                state.support_features = cached.to(self.torch_device, state.weights.dtype)
                 key = None  # nothing to store
             else:
-                feature_cache.log_build(path, n_support)
-        model._set_state(state)
+                feature_cache.log_build(path, len(state.support))
+        self._set_state(state)
         if key is not None:
             feature_cache.store_support_features(key, state.support_features)
-    except ModelFileError:
-        raise
-    except (KeyError, TypeError, ValueError) as e:
-        raise ModelFileError(f"{path} is an incomplete or inconsistent model file: {e}") from None
-    if state.support_features.shape[0] != state.weights.shape[0]:
-        raise ModelFileError(
-            f"{path}: {state.weights.shape[0]} weights for "
-            f"{state.support_features.shape[0]} support structures"
-        )
-    return model
+        if state.support_features.shape[0] != state.weights.shape[0]:
+            raise ModelFileError(
+                f"{path}: {state.weights.shape[0]} weights for "
+                f"{state.support_features.shape[0]} support structures"
+            )

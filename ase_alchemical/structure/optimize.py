@@ -25,6 +25,7 @@ import torch
 
 from ..core.features import PairSpectrum
 from ..core.kernels import PolynomialKernel
+from ..core.optimize import LR_SCHEDULES, Step, adam_on_u, fold_indices
 from .representation import Representation
 from .solvers import FullSolver
 
@@ -42,7 +43,6 @@ __all__ = [
 ]
 
 GRADIENT_FLOWS = ("full", "detach_weights", "detach")
-LR_SCHEDULES = ("constant", "cosine")
 
 
 @dataclass
@@ -210,14 +210,12 @@ class RotatingSets:
 
     def __init__(self, pool, support, n_folds, size, solver, seed) -> None:
         n = len(pool[0])
-        if not 2 <= int(n_folds) <= n:
-            raise ValueError(f"rotation needs 2 to {n} folds of {n} structures, got {n_folds}")
         self.pool, self.n_folds = pool, int(n_folds)
-        generator = torch.Generator().manual_seed(seed + 1)
-        fold = torch.empty(n, dtype=torch.long)
-        fold[torch.randperm(n, generator=generator)] = torch.arange(n) % self.n_folds
         device = pool[1].device
-        self.folds = [(fold == f).nonzero().squeeze(1).to(device) for f in range(self.n_folds)]
+        self.folds = [f.to(device) for f in fold_indices(n, self.n_folds, seed)]
+        fold = torch.empty(n, dtype=torch.long)
+        for f, idx in enumerate(self.folds):
+            fold[idx.cpu()] = f
         self.subsets = []
         for f in range(self.n_folds):
             rest = (fold != f).nonzero().squeeze(1).to(device)
@@ -257,11 +255,9 @@ def _monitored_rmse(representation, kernel, scale_weights, out: StepLoss, monito
 class Snapshot:
     """The values of the best step so far."""
 
-    loss: float
     U: torch.Tensor
     log_regularizer: float
     scale_logits: torch.Tensor
-    step: int
 
 
 @dataclass
@@ -271,17 +267,19 @@ class OptimizationResult:
     Attributes
     ----------
     best
-        The snapshot of the step with the lowest judged loss: the optimization loss, or
-        with rotation its mean over the last k folds (with fewer steps than folds, the
-        last step).
+        The snapshot of the kept step (:func:`ase_alchemical.core.optimize.adam_on_u`
+        says which step is kept).
+    best_step
+        Its index.
     history
         One record per step: ``step``, ``opt_rmse``, ``train_rmse`` (eV/atom), ``loss``,
-        ``regularizer``, ``learning_rate``; with rotation ``fold`` and
-        ``rotation_rmse`` (over the last k folds); multi-scale ``scale_weights``; with
-        watched structures (``monitor``) their ``eval_rmse``.
+        ``regularizer``, ``learning_rate``, ``seconds``; with rotation ``fold``,
+        ``rotation_loss`` and ``rotation_rmse`` (over the last k folds); multi-scale
+        ``scale_weights``; with watched structures (``monitor``) their ``eval_rmse``.
     """
 
     best: Snapshot
+    best_step: int | None
     history: list[dict] = field(default_factory=list)
 
 
@@ -304,8 +302,8 @@ def optimize_compression(
     progress: bool = False,
     monitor: tuple[PairSpectrum, torch.Tensor] | None = None,
 ) -> OptimizationResult:
-    """Adam on U (in place: ``u`` ends at the best step's value) and on log lambda and
-    the scale logits when learned.
+    """Adam on U (in place: ``u`` ends at the kept step's value) and on log lambda and
+    the scale logits when learned, through :func:`ase_alchemical.core.optimize.adam_on_u`.
 
     Parameters
     ----------
@@ -319,12 +317,8 @@ def optimize_compression(
     monitor
         (spectra, standardised targets) of structures that are only watched: each step
         records their RMSE under that step's U and weights as ``eval_rmse``. They never
-        enter a gradient or the choice of the best step.
+        enter a gradient or the choice of the kept step.
     """
-    from tqdm.auto import tqdm
-
-    if lr_schedule not in LR_SCHEDULES:
-        raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {lr_schedule!r}")
     log_reg = torch.tensor(
         float(np.log(regularizer)), dtype=u.dtype, device=u.device,
         requires_grad=bool(learn_regularizer),
@@ -333,60 +327,41 @@ def optimize_compression(
         scale_logits = torch.zeros(1, dtype=u.dtype, device=u.device)
     logits = scale_logits.to(u).clone().requires_grad_(bool(learn_scale_weights))
     params = [u] + [log_reg] * bool(learn_regularizer) + [logits] * bool(learn_scale_weights)
-    optimizer = torch.optim.Adam(params, lr=learning_rate)
-    scheduler = None
-    if lr_schedule == "cosine":
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, n_steps)
-
-    def snapshot(value: float, step: int) -> Snapshot:
-        return Snapshot(value, u.detach().clone(), float(log_reg.detach()),
-                        logits.detach().clone(), step)  # fmt: skip
-
-    result = OptimizationResult(best=snapshot(float("inf"), -1))
     multiscale = kernel.widths is not None
-    recent: list[float] = []  # the losses of the last k steps (one rotation)
-    bar = tqdm(range(n_steps), desc="optimizing U", disable=not progress)
-    for step in bar:
-        optimizer.zero_grad()
-        rho_s, y_s, sup_s, rho_o, y_o = sets.draw(step)
+
+    def step(t: int) -> Step:
+        rho_s, y_s, sup_s, rho_o, y_o = sets.draw(t)
         weights = torch.softmax(logits, 0) if multiscale else None
         out = joint_loss(
             u, representation, kernel, solver, rho_s, y_s, rho_o, y_o, sup_s,
             torch.exp(log_reg), weights, gradient_flow,
         )  # fmt: skip
         value = float(out.loss.detach())
+        train_rmse = float(torch.sqrt(torch.mean((out.train_prediction - y_s) ** 2)))
         record = {
-            "step": step,
             "opt_rmse": value**0.5 * target_std,
-            "train_rmse": float(torch.sqrt(torch.mean((out.train_prediction - y_s) ** 2)))
-            * target_std,
-            "loss": value,
+            "train_rmse": train_rmse * target_std,
             "regularizer": float(torch.exp(log_reg.detach())),
-            "learning_rate": optimizer.param_groups[0]["lr"],
         }
-        judged = value
         if sets.rotating:
-            recent = (recent + [value])[-sets.n_folds :]
-            judged = float(np.mean(recent)) if len(recent) == sets.n_folds else float("inf")
-            record["fold"] = step % sets.n_folds
-            record["rotation_rmse"] = judged**0.5 * target_std
+            record["fold"] = t % sets.n_folds
         if multiscale:
             record["scale_weights"] = torch.softmax(logits.detach(), 0).tolist()
         if monitor is not None:
-            record["eval_rmse"] = _monitored_rmse(
-                representation, kernel, weights, out, monitor) * target_std  # fmt: skip
-        result.history.append(record)
-        if judged < result.best.loss or result.best.step < 0:
-            result.best = snapshot(judged, step)
-        elif sets.rotating and not np.isfinite(result.best.loss):
-            result.best = snapshot(judged, step)  # fewer steps than folds: keep the last
-        bar.set_postfix(opt_rmse=f"{record['opt_rmse']:.4f}")
-        if not np.isfinite(value):
-            break
-        out.loss.backward()
-        optimizer.step()
-        if scheduler is not None:
-            scheduler.step()
+            rmse = _monitored_rmse(representation, kernel, weights, out, monitor)
+            record["eval_rmse"] = rmse * target_std
+        return Step(out.loss, record)
+
+    run = adam_on_u(
+        params, step, n_steps=n_steps, learning_rate=learning_rate, lr_schedule=lr_schedule,
+        n_folds=sets.n_folds if sets.rotating else 1, progress=progress,
+        snapshot=lambda: Snapshot(u.detach().clone(), float(log_reg.detach()),
+                                  logits.detach().clone()),
+        postfix=lambda r: f"opt_rmse={r['opt_rmse']:.4f}",
+    )  # fmt: skip
+    for record in run.history:
+        if "rotation_loss" in record:
+            record["rotation_rmse"] = record["rotation_loss"] ** 0.5 * target_std
     with torch.no_grad():
-        u.copy_(result.best.U)
-    return result
+        u.copy_(run.best.U)
+    return OptimizationResult(best=run.best, best_step=run.best_step, history=run.history)

@@ -294,6 +294,7 @@ def _chunks_on(client, model, args, chunk_inputs: dict, progress: bool) -> Itera
     """Run the chunks as tasks on ``client``'s workers; yield ``(chunk, result)`` in
     chunk order, keeping those that finish early until the ones before them are in."""
     from distributed import as_completed  # installed with the client it was given
+
     # hash=False: sending the model once is cheaper than hashing its tensors
     model_future = client.scatter(model, broadcast=True, hash=False)
     sites = _site_spectra_on(client, model_future, args[6], progress)

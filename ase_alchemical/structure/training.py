@@ -1,7 +1,8 @@
 """Training recipes: data -> split -> joint fit -> held-out evaluation -> saved model.
 
-These tie :mod:`~ase_alchemical.data.datasets` and :class:`~ase_alchemical.structure.model.AlchemicalKRR`
-together with provenance, for the CLI, the benchmarks and the book.
+These tie :mod:`~ase_alchemical.data.datasets` and
+:class:`~ase_alchemical.structure.model.AlchemicalKRR` together with provenance, for the CLI,
+the benchmarks and the book.
 """
 
 from __future__ import annotations

@@ -23,9 +23,9 @@ from ..core.features import PairSpectrum
 from ..core.gp import quadratic_form
 from ..core.kernels import PolynomialKernel
 from ..core.linalg import cholesky
-from ..core.state import FittedState
 from .representation import Representation
 from .solvers import FullSolver
+from .state import FittedState
 
 __all__ = [
     "VarianceFactors",
@@ -72,7 +72,6 @@ class VarianceFactors:
         return cls(
             cholesky(k_mm + jitter * eye), cholesky(gram.to(k_mm) + lam * k_mm + jitter * eye), lam
         )
-
 
     @classmethod
     def for_state(

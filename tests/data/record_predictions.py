@@ -61,9 +61,7 @@ def fit_local_fixture():
     from ase_alchemical.core.hypers import make_hypers
 
     hypers = make_hypers(cutoff=4.0, max_radial=3, max_angular=2)
-    model = AlchemicalPotential(
-        d_j=2, hypers=hypers, n_support=40, n_steps=3, device="cpu", seed=0
-    )
+    model = AlchemicalPotential(d_j=2, hypers=hypers, n_support=40, n_steps=3, device="cpu", seed=0)
     model.fit(emt_frames(8, 0), emt_frames(4, 1), forces=True, stress=True)
     model.save(LOCAL_MODEL)
 

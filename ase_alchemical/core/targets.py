@@ -41,17 +41,9 @@ def total_energies(frames: Sequence[Atoms], key: str = "energy") -> np.ndarray:
     LabelError
         A structure has no energy, or an energy is NaN or infinite.
     """
-    out = []
-    for i, atoms in enumerate(frames):
-        energy = atoms.info.get(key)
-        if energy is None:
-            energy = _calc_result(atoms, "energy")
-        if energy is None:
-            raise LabelError(
-                f"structure {i} ({atoms.get_chemical_formula()}) has no energy "
-                f"(info[{key!r}] or a calculator result; total energy in eV)"
-            )
-        out.append(float(energy))
+    out = [
+        float(_label(a, i, "energy", key, " (total energy in eV)")) for i, a in enumerate(frames)
+    ]
     energies = np.asarray(out, dtype=float)
     bad = np.flatnonzero(~np.isfinite(energies))
     if len(bad):
@@ -98,10 +90,28 @@ class TargetScaler:
         return self.transform(y)
 
 
-def _calc_result(atoms: Atoms, name: str):
-    calc = atoms.calc
-    results = getattr(calc, "results", None) or {}
-    return results.get(name)
+#: Where each label is read first (``atoms.info`` or ``atoms.arrays``); a calculator's
+#: results next, as ``ase.io.read`` attaches them to a labelled frame.
+_PLACES = {"energy": "info", "forces": "arrays", "stress": "info"}
+
+
+def _raw_label(atoms: Atoms, name: str, key: str):
+    value = getattr(atoms, _PLACES[name]).get(key)
+    if value is None:
+        value = (getattr(atoms.calc, "results", None) or {}).get(name)
+    return value
+
+
+def _label(atoms: Atoms, i: int, name: str, key: str, hint: str):
+    """Structure ``i``'s label ``name`` (read by :func:`_raw_label`), or a
+    :class:`~ase_alchemical.errors.LabelError` that says where it was looked for."""
+    value = _raw_label(atoms, name, key)
+    if value is None:
+        raise LabelError(
+            f"structure {i} ({atoms.get_chemical_formula()}) has no {name} "
+            f"({_PLACES[name]}[{key!r}] or a calculator result){hint}"
+        )
+    return value
 
 
 def forces_of(frames: Sequence[Atoms], key: str = "forces") -> list[np.ndarray]:
@@ -116,16 +126,8 @@ def forces_of(frames: Sequence[Atoms], key: str = "forces") -> list[np.ndarray]:
     """
     out = []
     for i, atoms in enumerate(frames):
-        forces = atoms.arrays.get(key)
-        if forces is None:
-            forces = _calc_result(atoms, "forces")
-        if forces is None:
-            raise LabelError(
-                f"structure {i} ({atoms.get_chemical_formula()}) has no forces "
-                f"(arrays[{key!r}] or a calculator result); fit with forces=False or "
-                "add them"
-            )
-        forces = np.asarray(forces, dtype=float)
+        hint = ": fit with forces=False or add them"
+        forces = np.asarray(_label(atoms, i, "forces", key, hint), dtype=float)
         if forces.shape != (len(atoms), 3):
             raise LabelError(
                 f"structure {i} has forces of shape {forces.shape} for {len(atoms)} atoms"
@@ -153,15 +155,8 @@ def stresses_of(frames: Sequence[Atoms], key: str = "stress") -> np.ndarray:
     for i, atoms in enumerate(frames):
         if not atoms.pbc.all():
             raise LabelError(f"structure {i} is not 3D-periodic: it has no stress")
-        stress = atoms.info.get(key)
-        if stress is None:
-            stress = _calc_result(atoms, "stress")
-        if stress is None:
-            raise LabelError(
-                f"structure {i} ({atoms.get_chemical_formula()}) has no stress "
-                f"(info[{key!r}] or a calculator result); fit with stress=False or add it"
-            )
-        stress = np.asarray(stress, dtype=float)
+        hint = ": fit with stress=False or add it"
+        stress = np.asarray(_label(atoms, i, "stress", key, hint), dtype=float)
         if stress.shape == (3, 3):
             stress = full_3x3_to_voigt_6_stress(stress)
         if stress.shape != (6,):
@@ -176,13 +171,7 @@ def optional_labels(frames: Sequence[Atoms]) -> tuple[list[np.ndarray] | None, n
     """Force and stress labels where every structure has them, else ``None`` each (a
     malformed label is still an error)."""
     frames = list(frames)
-    has_forces = all(
-        a.arrays.get("forces") is not None or _calc_result(a, "forces") is not None
-        for a in frames
-    )  # fmt: skip
-    has_stress = all(
-        a.pbc.all() and (a.info.get("stress") is not None or _calc_result(a, "stress") is not None)
-        for a in frames
-    )  # fmt: skip
+    has_forces = all(_raw_label(a, "forces", "forces") is not None for a in frames)
+    has_stress = all(a.pbc.all() and _raw_label(a, "stress", "stress") is not None for a in frames)
     return (forces_of(frames) if has_forces else None,
             stresses_of(frames) if has_stress else None)  # fmt: skip

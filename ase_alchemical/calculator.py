@@ -66,7 +66,8 @@ class AlchemicalCalculator(Calculator):
         ``calc.get_property("energy_uncertainty", atoms)``. The first one builds a
         Cholesky factor of the support kernel (seconds for thousands of support points).
     uncertainty_threshold
-        Warn (:class:`OutOfDomainWarning`) when the predicted standard deviation per atom
+        Warn (:class:`~ase_alchemical.errors.OutOfDomainWarning`) when the predicted
+        standard deviation per atom
         (eV/atom) exceeds this value; ``None`` (default) never warns. Setting it computes
         the uncertainty at every calculation. The shipped default model gives about 0.1
         eV/atom on the prototype crystals and 0.58 eV/atom on a water molecule.
@@ -83,7 +84,8 @@ class AlchemicalCalculator(Calculator):
     :class:`ase.calculators.calculator.PropertyNotImplementedError`.
 
     With ``uncertainty_threshold`` set, a structure kernel also warns
-    (:class:`OutOfDomainWarning`) for a structure with a larger share of atoms without a
+    (:class:`~ase_alchemical.errors.OutOfDomainWarning`) for a structure with a larger
+    share of atoms without a
     neighbour within the cutoff than any of its support structures had (at most 20 % in
     the shipped default: the large cells of the data have some), such as an isolated
     atom. Its predicted uncertainty cannot see this: the

@@ -34,7 +34,7 @@ __all__ = [
 #: Name of the shipped default model.
 DEFAULT_MODEL = "elpasolite-dj4"
 
-#: The model kinds: a kind's name (``params["kernel"]`` of its files) -> its class.
+#: The model kinds, each kind's name (``params["kernel"]`` of its files) -> its class.
 KINDS: dict[str, type[AlchemicalModel]] = {
     AlchemicalKRR.kind: AlchemicalKRR,
     AlchemicalPotential.kind: AlchemicalPotential,

@@ -64,7 +64,7 @@ class AlchemicalModel:
         What :meth:`calculate` returns (ASE property names).
     derivatives_with_energy
         Whether :meth:`calculate` computes the energy through
-        :meth:`energy_and_derivatives` even when no derivative is asked for (a local
+        ``energy_and_derivatives`` even when no derivative is asked for (a local
         potential gets them at little extra cost).
     """
 

@@ -443,7 +443,7 @@ def read_structures(
 
     Raises
     ------
-    ase_alchemical.core.targets.LabelError
+    ase_alchemical.errors.LabelError
         A frame lacks a requested label, or a label has the wrong shape or NaN values.
     ValueError
         The file mixes energy units, or declares one other than ``energy_unit``.

@@ -125,8 +125,8 @@ class AlchemicalPotential(AlchemicalModel):
         Fields of ``state_``.
     """
 
-    #: The model's kind, "local": energies are sums of atomic terms, so per-atom energies
-    #: are defined (``"energies"``), and the derivatives come with the energy.
+    #: The model's kind, ``"local"`` (energies are sums of atomic terms, so per-atom
+    #: energies are defined, and the derivatives come with the energy).
     kind = "local"
     implemented_properties = AlchemicalModel.implemented_properties + ("energies",)
     derivatives_with_energy = True

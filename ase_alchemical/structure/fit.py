@@ -1,4 +1,4 @@
-"""Fitting: from labelled structures to the :class:`~ase_alchemical.core.state.FittedState`
+"""Fitting: from labelled structures to the :class:`~ase_alchemical.structure.state.FittedState`
 of an :class:`~ase_alchemical.structure.model.AlchemicalKRR`.
 
 The model holds the hyperparameters and predicts; this module checks the hyperparameters

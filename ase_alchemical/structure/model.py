@@ -122,7 +122,7 @@ class AlchemicalKRR(AlchemicalModel):
         and the U kept is the one with the lowest loss over the last k folds. This
         guards against a U that fits a small optimization set alone. ``"auto"``: when
         the optimization set is small, fewer than 5 structures per mixing weight of U
-        (:func:`~ase_alchemical.structure.fit.rotates`); ``True``/``False``: always/never.
+        (:func:`~ase_alchemical.core.optimize.rotates`); ``True``/``False``: always/never.
         The final weights are solved on the training set either way.
     n_folds
         Folds of the rotation.

@@ -242,7 +242,7 @@ def hea_file(path: str | None) -> Path:
 
 def hea_frames(file: Path):
     """The HEA frames split by index: (training, held-out, test)."""
-    from ase_alchemical.data.datasets import read_structures
+    from ase_alchemical.data.files import read_structures
     from ase_alchemical.local.training import split_by_index
 
     return split_by_index(read_structures(file, forces=True))

@@ -109,7 +109,7 @@ def hea_file(data_dir):
 
 @pytest.fixture(scope="session")
 def hea_frames(hea_file):
-    from ase_alchemical.data.datasets import read_structures
+    from ase_alchemical.data.files import read_structures
 
     return read_structures(hea_file, forces=True, stress=True)
 

@@ -60,7 +60,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_evaluate_local(model, args: argparse.Namespace) -> int:
-    from ..data.datasets import read_structures
+    from ..data.files import read_structures
 
     if args.data is None:
         raise ValueError("evaluating a local potential needs --data: a labelled structure file")
@@ -97,7 +97,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from ..data.datasets import read_frames
+    from ..data.files import read_frames
     from ..registry import load_model
 
     model = load_model(args.model, device=args.device)
@@ -134,7 +134,8 @@ def _write_energies(frames, energies, out, max_forces=None, stds=None) -> None:
 
 def _cmd_energy(args: argparse.Namespace) -> int:
     from ..calculator import AlchemicalCalculator
-    from ..data.datasets import build_elpasolite, read_frames
+    from ..data.datasets import build_elpasolite
+    from ..data.files import read_frames
 
     frames = []
     for path in args.structures:

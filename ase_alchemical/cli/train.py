@@ -411,10 +411,10 @@ def _print_structure_report(report: dict) -> None:
 
 
 def _cmd_refit(args: argparse.Namespace) -> int:
-    from ..structure.model import load_model
+    from ..structure.model import AlchemicalKRR
     from ..structure.training import refit_elpasolite_model
 
-    model = load_model(args.model, device=args.device)
+    model = AlchemicalKRR.load(args.model, device=args.device)
     _, report = refit_elpasolite_model(model, data=args.data, out=args.out)
     before = report["test_mae_before_refit_on_all"]
     print(f"saved {args.out}")

@@ -35,12 +35,17 @@ from .serialization import file_kind, read_model_file, write_model_file
 from .state import StateBase
 from .targets import optional_labels, total_energies
 
-__all__ = ["AlchemicalModel", "as_frames", "error_summary"]
+__all__ = ["AlchemicalModel", "as_frames", "error_summary", "voigt_stress"]
 
 
 def as_frames(frames: Atoms | Sequence[Atoms]) -> list[Atoms]:
     """A list of structures from one ``Atoms`` or a sequence of them."""
     return [frames] if isinstance(frames, Atoms) else list(frames)
+
+
+def voigt_stress(virial: np.ndarray, atoms: Atoms) -> np.ndarray:
+    """Stress (eV/Å^3, Voigt order, ASE's sign) from a virial ``dE/dstrain`` (eV)."""
+    return full_3x3_to_voigt_6_stress(virial / atoms.get_volume())
 
 
 def error_summary(predicted: np.ndarray, reference: np.ndarray, name: str) -> dict:
@@ -128,19 +133,27 @@ class AlchemicalModel:
         setattr(self.state_, field, value)
         self._state_changed(field)
 
+    #: Caches derived from the fitted state (rebuilt on first use), dropped whenever the
+    #: state changes.
+    _CACHES: ClassVar[tuple[str, ...]] = ("_variance",)
+
     def _state_changed(self, field: str) -> None:
         """A state field was assigned: drop what was derived from it."""
-        self.__dict__["_variance"] = None
+        self._drop_caches()
+
+    def _drop_caches(self) -> None:
+        for name in self._CACHES:
+            self.__dict__[name] = None
 
     def _set_state(self, state: StateBase) -> None:
         """Install a fitted state (kinds rebuild their derived objects here)."""
         self.__dict__["state_"] = state
-        self.__dict__["_variance"] = None
+        self._drop_caches()
 
     def __getstate__(self) -> dict:
-        # the variance factors are a cache (a Cholesky factor of M x M), rebuilt on first
-        # use: not worth pickling to a dask worker
-        return {**self.__dict__, "_variance": None}
+        # the caches (the variance factors: a Cholesky factor of M x M) are rebuilt on
+        # first use: not worth pickling to a dask worker
+        return {**self.__dict__, **dict.fromkeys(self._CACHES)}
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
@@ -198,9 +211,34 @@ class AlchemicalModel:
         return self
 
     # ------------------------------------------------------------------ predictions
+    def _uncertainty_scale(self) -> float:
+        """The calibration factor of the predictive variance, or an error that says how
+        to get one."""
+        self._check_fitted()
+        scale = self.state_.uncertainty_scale
+        if scale is None:
+            raise RuntimeError(
+                f"this {type(self).__name__} has no calibrated uncertainty (fitted without "
+                "held-out structures, or saved before uncertainties): call "
+                "model.calibrate_uncertainty(frames)"
+            )
+        return scale
+
     def predict_std(self, frames: Sequence[Atoms]) -> np.ndarray:
         """Calibrated predictive standard deviation of each total energy (eV)."""
         return self.predict(as_frames(frames), return_std=True)[1]
+
+    def forces(self, frames: Sequence[Atoms]) -> list[np.ndarray]:
+        """Predicted forces (eV/Å), one (n_atoms, 3) array per structure."""
+        _, gradients, _ = self.energy_and_derivatives(as_frames(frames), strain=False)
+        return [-g for g in gradients]
+
+    def stresses(self, frames: Sequence[Atoms]) -> np.ndarray:
+        """Predicted stress (eV/Å^3, Voigt order, ASE's sign), one row per structure
+        (each 3D-periodic)."""
+        frames = as_frames(frames)
+        _, _, virials = self.energy_and_derivatives(frames, strain=True)
+        return np.array([voigt_stress(v, a) for v, a in zip(virials, frames)])
 
     def score(self, frames: Sequence[Atoms]) -> dict:
         """Errors on labelled structures: energy per atom (eV/atom; ``mae`` and ``rmse``
@@ -226,9 +264,8 @@ class AlchemicalModel:
                 np.concatenate([f.ravel() for f in forces]), "force",
             ))  # fmt: skip
         if stresses is not None:
-            predicted_s = [full_3x3_to_voigt_6_stress(v / a.get_volume())
-                           for v, a in zip(virials, frames)]  # fmt: skip
-            out.update(error_summary(np.array(predicted_s), stresses, "stress"))
+            predicted_s = np.array([voigt_stress(v, a) for v, a in zip(virials, frames)])
+            out.update(error_summary(predicted_s, stresses, "stress"))
         out["mae"], out["rmse"] = out["energy_mae"], out["energy_rmse"]
         return out
 
@@ -248,7 +285,7 @@ class AlchemicalModel:
             energies, gradients, virials = self.energy_and_derivatives([atoms], strain=want_stress)
             results = {"forces": -gradients[0]}
             if want_stress:
-                results["stress"] = full_3x3_to_voigt_6_stress(virials[0] / atoms.get_volume())
+                results["stress"] = voigt_stress(virials[0], atoms)
         else:
             results = {}
             if uncertainty:
@@ -338,6 +375,12 @@ class AlchemicalModel:
             raise ModelFileError(
                 f"{path} is an incomplete or inconsistent {cls.kind} model file: {e}"
             ) from None
+        support = getattr(state, "support_features", None)  # kinds with support points
+        if support is not None and support.shape[0] != state.weights.shape[0]:
+            raise ModelFileError(
+                f"{path}: {state.weights.shape[0]} weights for "
+                f"{support.shape[0]} support points"
+            )
         return model
 
     def _loaded_compression(self, species: list[int], u: torch.Tensor) -> AlchemicalCompression:

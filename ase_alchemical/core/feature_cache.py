@@ -24,6 +24,7 @@ import logging
 import os
 import warnings
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 import featomic
@@ -41,6 +42,7 @@ __all__ = [
     "cache_enabled",
     "cache_key",
     "cached_support_features",
+    "support_features",
     "store_support_features",
 ]
 
@@ -146,3 +148,25 @@ def log_build(model_file: str | os.PathLike, n_support: int) -> None:
         Path(model_file).name,
         cache_directory(),
     )
+
+
+def support_features(
+    model_file: str | os.PathLike,
+    dtype: torch.dtype,
+    n_support: int,
+    build: Callable[[], torch.Tensor],
+    cache: bool | None = None,
+) -> torch.Tensor:
+    """The support features of ``model_file``: the cached entry when it is valid, else
+    ``build()``, stored (and the build logged) when the cache is enabled
+    (:func:`cache_enabled` of ``cache``). A cached entry is on the CPU."""
+    if not cache_enabled(cache):
+        return build()
+    key = cache_key(model_file, dtype)
+    cached = cached_support_features(key, n_support)
+    if cached is not None:
+        return cached
+    log_build(model_file, n_support)
+    values = build()
+    store_support_features(key, values)
+    return values

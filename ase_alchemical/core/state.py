@@ -9,7 +9,8 @@ line in its kind's state.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import field
+import functools
+from dataclasses import dataclass, field
 
 import torch
 from ase import Atoms
@@ -24,16 +25,42 @@ def derived(default=None):
     return field(default=default, metadata={"saved": False})
 
 
+@dataclass(kw_only=True)
 class StateBase:
-    """What every fitted state (a dataclass with a ``compression`` field) shares:
-    its saved fields, loading from them, moving to a device."""
+    """What every fitted state (a dataclass whose first field is its ``compression``)
+    shares: the
+    record of the fit (keyword-only fields, after each kind's own), its saved fields,
+    loading from them, moving to a device.
 
-    compression: AlchemicalCompression
+    Attributes
+    ----------
+    uncertainty_scale
+        Calibration factor of the predictive variance, or ``None`` (uncalibrated).
+    loss_history
+        One record per optimization step of U.
+    best_step
+        The optimization step whose U was kept (``None``: U not optimised).
+    optimization
+        How U was chosen (:func:`~ase_alchemical.core.optimize.optimization_summary`).
+    metadata
+        Provenance (training report, data checksum, ...).
+    fit_time
+        Seconds the fit took.
+    """
+
+    uncertainty_scale: float | None = None
+    loss_history: list[dict] = field(default_factory=list)
+    best_step: int | None = None
+    optimization: dict = field(default_factory=dict)
+    metadata: dict = field(default_factory=dict)
+    fit_time: float | None = None
 
     @classmethod
-    def field_names(cls) -> set[str]:
-        """Names of every field (saved or derived)."""
-        return {f.name for f in dataclasses.fields(cls)}
+    @functools.cache
+    def field_names(cls) -> frozenset[str]:
+        """Names of every field (saved or derived); computed once per class (the model's
+        attribute access asks on every fitted attribute)."""
+        return frozenset(f.name for f in dataclasses.fields(cls))
 
     @classmethod
     def from_saved(cls, saved: dict, compression: AlchemicalCompression) -> StateBase:

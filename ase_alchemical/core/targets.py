@@ -4,7 +4,7 @@ A structure's energy label is its total energy in eV, ``atoms.info["energy"]``; 
 structure model learns the energy per atom, standardised to zero mean and unit variance
 over the training set. Force labels (eV/Å) are ``atoms.arrays["forces"]`` and stress
 labels (eV/Å^3, ASE's Voigt order and sign) ``atoms.info["stress"]``
-(:func:`ase_alchemical.data.datasets.read_structures` puts them there), or the results of a
+(:func:`ase_alchemical.data.files.read_structures` puts them there), or the results of a
 single-point calculator attached to the structure.
 """
 
@@ -22,9 +22,13 @@ from ..errors import LabelError
 __all__ = [
     "LabelError",
     "TargetScaler",
+    "energy_label",
+    "force_label",
     "forces_of",
+    "has_label",
     "optional_labels",
     "per_atom_energies",
+    "stress_label",
     "stresses_of",
     "total_energies",
 ]
@@ -41,10 +45,7 @@ def total_energies(frames: Sequence[Atoms], key: str = "energy") -> np.ndarray:
     LabelError
         A structure has no energy, or an energy is NaN or infinite.
     """
-    out = [
-        float(_label(a, i, "energy", key, " (total energy in eV)")) for i, a in enumerate(frames)
-    ]
-    energies = np.asarray(out, dtype=float)
+    energies = np.array([energy_label(a, i, key) for i, a in enumerate(frames)], dtype=float)
     bad = np.flatnonzero(~np.isfinite(energies))
     if len(bad):
         raise LabelError(f"energies of structures {bad[:5].tolist()} are NaN or inf")
@@ -114,64 +115,81 @@ def _label(atoms: Atoms, i: int, name: str, key: str, hint: str):
     return value
 
 
-def forces_of(frames: Sequence[Atoms], key: str = "forces") -> list[np.ndarray]:
-    """Force labels (eV/Å), one (n_atoms, 3) array per structure, checked.
+def energy_label(atoms: Atoms, i: int = 0, key: str = "energy") -> float:
+    """Structure ``i``'s total energy (eV), from ``info[key]`` or its calculator."""
+    energy = _label(atoms, i, "energy", key, " (total energy in eV)")
+    try:
+        return float(energy)
+    except (TypeError, ValueError):
+        raise LabelError(f"structure {i} has a non-numeric energy {energy!r}") from None
 
-    Read from ``atoms.arrays[key]``, else from the structure's single-point calculator.
+
+def force_label(atoms: Atoms, i: int = 0, key: str = "forces") -> np.ndarray:
+    """Structure ``i``'s forces (eV/Å), (n_atoms, 3), from ``arrays[key]`` or its
+    calculator, checked for shape and finite values."""
+    hint = ": fit with forces=False or add them"
+    forces = np.asarray(_label(atoms, i, "forces", key, hint), dtype=float)
+    if forces.shape != (len(atoms), 3):
+        raise LabelError(f"structure {i} has forces of shape {forces.shape} for {len(atoms)} atoms")
+    if not np.all(np.isfinite(forces)):
+        raise LabelError(f"structure {i} has NaN or inf forces")
+    return forces
+
+
+def stress_label(atoms: Atoms, i: int = 0, key: str = "stress") -> np.ndarray:
+    """Structure ``i``'s stress (eV/Å^3, Voigt xx yy zz yz xz xy, ASE's sign), from
+    ``info[key]`` (6 Voigt or 3 x 3 values) or its calculator, checked."""
+    from ase.stress import full_3x3_to_voigt_6_stress
+
+    if not atoms.pbc.all():
+        raise LabelError(f"structure {i} is not 3D-periodic: it has no stress")
+    hint = ": fit with stress=False or add it"
+    stress = np.asarray(_label(atoms, i, "stress", key, hint), dtype=float)
+    if stress.shape == (3, 3):
+        stress = full_3x3_to_voigt_6_stress(stress)
+    if stress.shape != (6,):
+        raise LabelError(f"structure {i} has a stress of shape {stress.shape}: give 6 or 3x3")
+    if not np.all(np.isfinite(stress)):
+        raise LabelError(f"structure {i} has a NaN or inf stress")
+    return stress
+
+
+def has_label(atoms: Atoms, name: str, key: str | None = None) -> bool:
+    """Whether the structure carries the label ``name`` (``"energy"``, ``"forces"`` or
+    ``"stress"``; a stress only on a 3D-periodic cell) under ``key`` or on its
+    calculator, whether or not it is well-formed."""
+    if name == "stress" and not atoms.pbc.all():
+        return False
+    return _raw_label(atoms, name, key or name) is not None
+
+
+def forces_of(frames: Sequence[Atoms], key: str = "forces") -> list[np.ndarray]:
+    """Force labels (eV/Å), one (n_atoms, 3) array per structure (:func:`force_label`).
 
     Raises
     ------
     LabelError
         A structure has no forces, forces of the wrong shape, or NaN/inf values.
     """
-    out = []
-    for i, atoms in enumerate(frames):
-        hint = ": fit with forces=False or add them"
-        forces = np.asarray(_label(atoms, i, "forces", key, hint), dtype=float)
-        if forces.shape != (len(atoms), 3):
-            raise LabelError(
-                f"structure {i} has forces of shape {forces.shape} for {len(atoms)} atoms"
-            )
-        if not np.all(np.isfinite(forces)):
-            raise LabelError(f"structure {i} has NaN or inf forces")
-        out.append(forces)
-    return out
+    return [force_label(atoms, i, key) for i, atoms in enumerate(frames)]
 
 
 def stresses_of(frames: Sequence[Atoms], key: str = "stress") -> np.ndarray:
-    """Stress labels (eV/Å^3, Voigt xx yy zz yz xz xy, ASE's sign), (S, 6), checked.
-
-    Read from ``atoms.info[key]`` (6 Voigt or 3 x 3 values), else from the structure's
-    single-point calculator.
+    """Stress labels (eV/Å^3, Voigt, ASE's sign), (S, 6) (:func:`stress_label`).
 
     Raises
     ------
     LabelError
         A structure is not 3D-periodic, has no stress, or a malformed one.
     """
-    from ase.stress import full_3x3_to_voigt_6_stress
-
-    out = []
-    for i, atoms in enumerate(frames):
-        if not atoms.pbc.all():
-            raise LabelError(f"structure {i} is not 3D-periodic: it has no stress")
-        hint = ": fit with stress=False or add it"
-        stress = np.asarray(_label(atoms, i, "stress", key, hint), dtype=float)
-        if stress.shape == (3, 3):
-            stress = full_3x3_to_voigt_6_stress(stress)
-        if stress.shape != (6,):
-            raise LabelError(f"structure {i} has a stress of shape {stress.shape}: give 6 or 3x3")
-        if not np.all(np.isfinite(stress)):
-            raise LabelError(f"structure {i} has a NaN or inf stress")
-        out.append(stress)
-    return np.asarray(out)
+    return np.asarray([stress_label(atoms, i, key) for i, atoms in enumerate(frames)])
 
 
 def optional_labels(frames: Sequence[Atoms]) -> tuple[list[np.ndarray] | None, np.ndarray | None]:
     """Force and stress labels where every structure has them, else ``None`` each (a
     malformed label is still an error)."""
     frames = list(frames)
-    has_forces = all(_raw_label(a, "forces", "forces") is not None for a in frames)
-    has_stress = all(a.pbc.all() and _raw_label(a, "stress", "stress") is not None for a in frames)
+    has_forces = all(has_label(a, "forces") for a in frames)
+    has_stress = all(has_label(a, "stress") for a in frames)
     return (forces_of(frames) if has_forces else None,
             stresses_of(frames) if has_stress else None)  # fmt: skip

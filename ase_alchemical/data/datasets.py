@@ -1,4 +1,6 @@
-"""Data: the elpasolite formation energies, prototype crystals, generic loaders, splits.
+"""Data: the elpasolite formation energies, prototype crystals, their loaders, splits.
+
+Structure files of the user's own data are read by :mod:`~ase_alchemical.data.files`.
 
 The 10,590 elpasolite energies come from Faber, Lindmaa, von Lilienfeld and Armiento,
 PRL 117, 135502 (2016). Their DFT-relaxed geometries are not public, so every crystal is
@@ -25,7 +27,7 @@ import numpy as np
 from ase import Atoms
 from ase.data import atomic_numbers, chemical_symbols, covalent_radii
 
-from ..errors import DataNotFoundError, StructureFileError
+from ..errors import DataNotFoundError
 
 __all__ = [
     "DATA_ENV",
@@ -41,9 +43,6 @@ __all__ = [
     "fetch_elpasolites",
     "load_elpasolite_table",
     "load_elpasolites",
-    "StructureFileError",
-    "read_frames",
-    "read_structures",
     "split",
 ]
 
@@ -339,160 +338,6 @@ def load_elpasolites(
         atoms.info["index"] = i
         frames.append(atoms)
     return frames
-
-
-def read_frames(path: str | os.PathLike, index: str = ":") -> list[Atoms]:
-    """Every structure of a file :func:`ase.io.read` understands, as a list.
-
-    Raises
-    ------
-    FileNotFoundError
-        The file does not exist.
-    StructureFileError
-        ASE cannot read it: the message names the file and what ASE found wrong.
-    """
-    import ase.io
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"structure file {path} does not exist")
-    try:
-        frames = ase.io.read(path, index=index)
-    except Exception as e:  # ASE raises many types (XYZError, ValueError, KeyError, ...)
-        detail = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
-        raise StructureFileError(
-            f"{path} is not a readable structure file ({type(e).__name__}"
-            + (f": {detail}" if detail else "")
-            + "); give extended XYZ, CIF or another format ase.io.read understands"
-        ) from None
-    frames = [frames] if isinstance(frames, Atoms) else list(frames)
-    if not frames:
-        raise StructureFileError(f"{path} holds no structures")
-    return frames
-
-
-#: Energy units a structure file may declare (``info["energy_units"]`` or
-#: ``info["units"]``), in eV.
-ENERGY_UNITS = ("eV", "meV", "Hartree", "Ry", "kcal/mol", "kJ/mol")
-_UNIT_KEYS = ("energy_units", "units")
-
-
-def _energy_unit_factor(name: str) -> float:
-    from ase import units
-
-    table = {
-        "eV": 1.0, "meV": 1e-3, "Hartree": units.Hartree, "Ry": units.Ry,
-        "kcal/mol": units.kcal / units.mol, "kJ/mol": units.kJ / units.mol,
-    }  # fmt: skip
-    if name not in table:
-        raise ValueError(f"unknown energy unit {name!r}; use one of {sorted(table)}")
-    return table[name]
-
-
-def _declared_unit(frames: Sequence[Atoms], path) -> str | None:
-    declared = {str(atoms.info[key]) for atoms in frames for key in _UNIT_KEYS if key in atoms.info}
-    undeclared = sum(not any(k in a.info for k in _UNIT_KEYS) for a in frames)
-    if len(declared) > 1 or (declared and undeclared):
-        raise ValueError(
-            f"{path} mixes energy units ({sorted(declared)}"
-            + (f" and {undeclared} structures without a unit" if undeclared else "")
-            + "): convert the file to one unit, or read the parts separately"
-        )
-    return declared.pop() if declared else None
-
-
-def read_structures(
-    path: str | os.PathLike,
-    energy_key: str = "energy",
-    index: str = ":",
-    *,
-    forces: bool = False,
-    stress: bool = False,
-    forces_key: str = "forces",
-    stress_key: str = "stress",
-    energy_unit: str | None = None,
-) -> list[Atoms]:
-    """Read labelled structures from any ASE format: energies, and forces and stress.
-
-    Extended XYZ is the intended format. Each label is taken from the key the caller
-    names (``info[energy_key]``, ``arrays[forces_key]``, ``info[stress_key]``) or, when
-    the frame has none, from the single-point calculator ASE attaches to it (e.g.
-    ``energy=... stress="..."`` and a ``forces`` column). The results are stored as
-    ``info["energy"]`` (total energy, eV), ``arrays["forces"]`` (eV/Å) and
-    ``info["stress"]`` (eV/Å^3, Voigt, ASE's sign): the labels
-    :mod:`ase_alchemical.core.targets` reads.
-
-    Parameters
-    ----------
-    path
-        File readable by :func:`ase.io.read`.
-    energy_key
-        Name of the per-structure energy in ``atoms.info``.
-    index
-        ASE index string of the frames to read.
-    forces, stress
-        Require forces / stress (a frame without them is an error); where a frame has
-        them they are read either way.
-    forces_key, stress_key
-        Their names in ``atoms.arrays`` / ``atoms.info``.
-    energy_unit
-        The unit of the energies in the file (``"eV"``, ``"meV"``, ``"Hartree"``, ``"Ry"``,
-        ``"kcal/mol"``, ``"kJ/mol"``); forces and stress are converted with it (lengths
-        in Å). ``None``: the unit the file declares (``info["energy_units"]`` or
-        ``info["units"]``, the same in every frame), else eV.
-
-    Raises
-    ------
-    ase_alchemical.errors.LabelError
-        A frame lacks a requested label, or a label has the wrong shape or NaN values.
-    ValueError
-        The file mixes energy units, or declares one other than ``energy_unit``.
-    """
-    from ..core.targets import LabelError, forces_of, stresses_of, total_energies
-
-    frames = read_frames(path, index=index)
-    declared = _declared_unit(frames, path)
-    if energy_unit is not None and declared is not None and declared != energy_unit:
-        raise ValueError(
-            f"{path} declares energies in {declared!r} but energy_unit={energy_unit!r} was "
-            "given: drop the argument or fix the file"
-        )
-    factor = _energy_unit_factor(energy_unit or declared or "eV")
-    out = []
-    for i, atoms in enumerate(frames):
-        calc = getattr(atoms, "calc", None)
-        results = getattr(calc, "results", None) or {}
-        if energy_key in atoms.info:
-            energy = atoms.info[energy_key]
-        elif "energy" in results:
-            energy = results["energy"]
-        else:
-            raise LabelError(
-                f"structure {i} of {path} has no energy ({energy_key!r} in info, or a "
-                "calculator energy)"
-            )
-        try:
-            atoms.info["energy"] = float(energy) * factor
-        except (TypeError, ValueError):
-            raise LabelError(
-                f"structure {i} of {path} has a non-numeric energy {energy!r}"
-            ) from None
-        has_forces = forces_key in atoms.arrays or "forces" in results
-        if forces and not has_forces:
-            raise LabelError(f"structure {i} of {path} has no forces ({forces_key!r})")
-        if has_forces:
-            key = forces_key if forces_key in atoms.arrays else "forces"
-            atoms.arrays["forces"] = forces_of([atoms], key)[0] * factor
-        has_stress = stress_key in atoms.info or "stress" in results
-        if stress and not has_stress:
-            raise LabelError(f"structure {i} of {path} has no stress ({stress_key!r})")
-        if has_stress and atoms.pbc.all():
-            key = stress_key if stress_key in atoms.info else "stress"
-            atoms.info["stress"] = stresses_of([atoms], key)[0] * factor
-        atoms.calc = None
-        out.append(atoms)
-    total_energies(out)  # NaN / inf energies
-    return out
 
 
 # --------------------------------------------------------------------------- splits

@@ -322,7 +322,7 @@ def read_labelled(
         ``{(A, B, C, D): [frames]}``; frames carry energy, forces and stress (a
         single-point calculator) and ``info["config"]``.
     """
-    from .datasets import read_structures
+    from .files import read_structures
 
     frames_dir = Path(directory) / "frames"
     if not frames_dir.is_dir():

@@ -109,6 +109,44 @@ def _compressed_gradients(grads: list[torch.Tensor], u_rows: torch.Tensor) -> to
     return torch.cat(out, dim=2)
 
 
+class _GradientLayout:
+    """Where each position-gradient sample of ``env`` sits: its row, the rows' sample
+    counts and first samples, and its place among its row's samples."""
+
+    def __init__(self, env: Environments) -> None:
+        self.rows = env.gradient_rows
+        self.counts = torch.bincount(self.rows, minlength=env.n_rows)
+        self.starts = torch.cumsum(self.counts, 0) - self.counts
+        self.position = (
+            torch.arange(len(self.rows), device=self.rows.device) - self.starts[self.rows]
+        )
+
+    def samples(self, r0: int, r1: int) -> tuple[int, int]:
+        """The range of samples of rows ``r0 .. r1 - 1``."""
+        return int(self.starts[r0]), int(self.starts[r1 - 1] + self.counts[r1 - 1])
+
+
+def _block_rows(env, layout, zeta, strain, r0, r1, ct_b, x_b, norm_b, x_sup, u_b):
+    """Position (and strain) derivative rows of the kernel sums for rows ``r0 .. r1``:
+    the gradient samples, padded per row, times H in one batched product."""
+    h = _row_block_h(list(ct_b), x_b, norm_b, x_sup, zeta)  # (r, M, Q)
+    g0, g1 = layout.samples(r0, r1)
+    rows_g, position = layout.rows[g0:g1], layout.position[g0:g1]
+    grads = [g[g0:g1] for g in env.position_gradients]
+    dct = _compressed_gradients(grads, u_b[rows_g])  # (g, 3, Q)
+    width = int(layout.counts[r0:r1].max()) if r1 > r0 else 0
+    padded = dct.new_zeros((r1 - r0, width, 3, dct.shape[2]))
+    local = rows_g - r0
+    padded[local, position] = dct
+    out = torch.bmm(padded.flatten(1, 2), h.transpose(1, 2))  # (r, width 3, M)
+    out = out.unflatten(1, (width, 3))[local, position]  # (g, 3, M)
+    if not strain:
+        return (out,)
+    sgrads = [g[r0:r1] for g in env.strain_gradients]
+    sct = _compressed_gradients(sgrads, u_b[r0:r1])  # (r, 9, Q)
+    return out, torch.bmm(sct, h.transpose(1, 2))  # (r, 9, M)
+
+
 def derivative_rows(
     env: Environments,
     compression: AlchemicalCompression,
@@ -155,49 +193,25 @@ def derivative_rows(
     ct = compress(env, compression, u)
     x, norm = features_from_compressed(ct)
     n_support = x_support.shape[0]
-    n_atoms = int(env.n_atoms.sum())
-    rows_g = env.gradient_rows
-    counts = torch.bincount(rows_g, minlength=env.n_rows)
-    starts = torch.cumsum(counts, 0) - counts
-    position = torch.arange(len(rows_g), device=rows_g.device) - starts[rows_g]
-    d_pos = x.new_zeros((n_atoms, 3, n_support))
+    d_pos = x.new_zeros((int(env.n_atoms.sum()), 3, n_support))
     d_strain = x.new_zeros((env.n_structures, 9, n_support)) if strain else None
-
-    def block(r0: int, r1: int, *tensors):
-        ct_b, x_b, norm_b, x_sup, u_b = tensors[:5]
-        h = _row_block_h(list(ct_b), x_b, norm_b, x_sup, zeta)  # (r, M, Q)
-        g0, g1 = int(starts[r0]), int(starts[r1 - 1] + counts[r1 - 1])
-        grads = [g[g0:g1] for g in env.position_gradients]
-        dct = _compressed_gradients(grads, u_b[rows_g[g0:g1]])  # (g, 3, Q)
-        width = int(counts[r0:r1].max()) if r1 > r0 else 0
-        padded = dct.new_zeros((r1 - r0, width, 3, dct.shape[2]))
-        local = rows_g[g0:g1] - r0
-        padded[local, position[g0:g1]] = dct
-        out = torch.bmm(padded.flatten(1, 2), h.transpose(1, 2))  # (r, width 3, M)
-        out = out.unflatten(1, (width, 3))[local, position[g0:g1]]  # (g, 3, M)
-        if not strain:
-            return (out,)
-        sgrads = [g[r0:r1] for g in env.strain_gradients]
-        sct = _compressed_gradients(sgrads, u_b[r0:r1])  # (r, 9, Q)
-        return out, torch.bmm(sct, h.transpose(1, 2))  # (r, 9, M)
-
+    layout = _GradientLayout(env)
     differentiable = torch.is_grad_enabled() and (u.requires_grad or x_support.requires_grad)
     for r0 in range(0, env.n_rows, block_rows):
         r1 = min(r0 + block_rows, env.n_rows)
-        if counts[r0:r1].sum() == 0:
+        if layout.counts[r0:r1].sum() == 0:
             continue
         inputs = ([c[r0:r1] for c in ct], x[r0:r1], norm[r0:r1], x_support, u_rows)
         args = (tuple(inputs[0]), *inputs[1:])
 
         def run(ct_b, x_b, norm_b, x_sup, u_b, r0=r0, r1=r1):
-            return block(r0, r1, ct_b, x_b, norm_b, x_sup, u_b)
+            return _block_rows(env, layout, zeta, strain, r0, r1, ct_b, x_b, norm_b, x_sup, u_b)
 
         if differentiable:
             result = checkpoint(run, *args, use_reentrant=False)
         else:
             result = run(*args)
-        g0 = int(starts[r0])
-        g1 = int(starts[r1 - 1] + counts[r1 - 1])
+        g0, g1 = layout.samples(r0, r1)
         d_pos = d_pos.index_add(0, env.gradient_atoms[g0:g1], result[0])
         if strain:
             d_strain = d_strain.index_add(0, env.structure[r0:r1], result[1])

@@ -319,26 +319,10 @@ class AlchemicalPotential(AlchemicalModel):
         any_strain = any(v is not None for v in virials)
         return np.array(energies), gradients, (virials if any_strain else None)
 
-    def forces(self, frames: Sequence[Atoms]) -> list[np.ndarray]:
-        """Predicted forces (eV/Å), one (n_atoms, 3) array per structure."""
-        _, gradients, _ = self.energy_and_derivatives(frames, strain=False)
-        return [-g for g in gradients]
-
-    def stresses(self, frames: Sequence[Atoms]) -> np.ndarray:
-        """Predicted stress (eV/Å^3, Voigt order, ASE's sign), one row per 3D-periodic
-        structure."""
-        from ase.stress import full_3x3_to_voigt_6_stress
-
-        frames = as_frames(frames)
-        _, _, virials = self.energy_and_derivatives(frames, strain=True)
-        return np.array(
-            [full_3x3_to_voigt_6_stress(v / a.get_volume()) for v, a in zip(virials, frames)]
-        )
-
     # ------------------------------------------------------------------ uncertainty
     def _factors(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Cholesky factors of K_MM and of the posterior precision, built on first use."""
-        if getattr(self, "_variance", None) is None:
+        if self.__dict__.get("_variance") is None:
             s = self.state_
             k_mm = kernel_rows(s.support_features, s.support_features, int(self.zeta))
             l_mm = spd_factor(k_mm, 1e-8, fix="refit with more distinct support environments")[0]
@@ -369,14 +353,8 @@ class AlchemicalPotential(AlchemicalModel):
 
     def predict_std(self, frames: Sequence[Atoms]) -> np.ndarray:
         """Calibrated predictive standard deviation of each total energy (eV)."""
-        self._check_fitted()
-        if self.state_.uncertainty_scale is None:
-            raise RuntimeError(
-                "this potential has no calibrated uncertainty (fitted without held-out "
-                "structures): call model.calibrate_uncertainty(frames)"
-            )
-        frames = as_frames(frames)
-        return np.sqrt(self.raw_variance(frames) * self.state_.uncertainty_scale)
+        scale = self._uncertainty_scale()
+        return np.sqrt(self.raw_variance(as_frames(frames)) * scale)
 
     def calibrate_uncertainty(self, frames: Sequence[Atoms]) -> float:
         """Scale the variances so that the mean squared energy error over the predicted
@@ -415,9 +393,4 @@ class AlchemicalPotential(AlchemicalModel):
         parts = ct_flat.split(sizes, dim=1)
         ct = [q.reshape(len(q), 2 * lam + 1, d_j * n_radial) for lam, q in enumerate(parts)]
         state.support_features = features_from_compressed(ct)[0]
-        if state.support_features.shape[0] != state.weights.shape[0]:
-            raise ModelFileError(
-                f"{path}: {state.weights.shape[0]} weights for "
-                f"{state.support_features.shape[0]} support environments"
-            )
         self._set_state(state)

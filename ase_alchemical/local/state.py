@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
@@ -37,10 +37,8 @@ class PotentialState(StateBase):
     precision
         ``A = K_MM + Phi^T Phi``, the posterior precision of the weights (for the
         predictive variance).
-    uncertainty_scale
-        Calibration factor of the predictive variance, or ``None``.
-    loss_history, best_step, optimization, metadata, fit_time
-        As in :class:`.FittedState`.
+    uncertainty_scale, loss_history, best_step, optimization, metadata, fit_time
+        The record of the fit every kind keeps (:class:`~ase_alchemical.core.state.StateBase`).
     support_features
         (M, F) features of the support environments (rebuilt at load).
     """
@@ -53,10 +51,4 @@ class PotentialState(StateBase):
     energy_scale: float
     sigmas: list
     precision: torch.Tensor
-    uncertainty_scale: float | None = None
-    loss_history: list[dict] = field(default_factory=list)
-    best_step: int | None = None
-    optimization: dict = field(default_factory=dict)
-    metadata: dict = field(default_factory=dict)
-    fit_time: float | None = None
     support_features: torch.Tensor | None = derived()

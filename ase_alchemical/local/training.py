@@ -17,7 +17,7 @@ from pathlib import Path
 from ase import Atoms
 
 from .._version import __version__
-from ..data.datasets import read_structures
+from ..data.files import read_structures
 from .model import AlchemicalPotential
 
 __all__ = ["split_by_index", "train_potential"]
@@ -52,7 +52,7 @@ def train_potential(
     ----------
     data
         Structure file with energies (and forces / stress), read by
-        :func:`~ase_alchemical.data.datasets.read_structures`; split by :func:`split_by_index`.
+        :func:`~ase_alchemical.data.files.read_structures`; split by :func:`split_by_index`.
     forces, stress
         Fit forces / stress as well as energies.
     n_train

@@ -168,12 +168,7 @@ def fit_state(
     )  # fmt: skip
     if optimize:
         rho_o = representation.project(rho_o)
-        monitor = None
-        if eval_set is not None and len(eval_set) > 0:
-            eval_set = list(eval_set)
-            rho_e = eval_spectrum if eval_spectrum is not None else model.pair_spectrum(eval_set)
-            monitor = (representation.project(rho_e.to(device)),
-                       targets.standardised(eval_set, device))  # fmt: skip
+        monitor = _watched(model, representation, targets, eval_set, eval_spectrum)
         result, summary = _optimize(
             model, representation, solver, (rho_t, y_t), (rho_o, y_o), support, logits,
             targets.std, monitor,
@@ -200,6 +195,17 @@ def fit_state(
         state.uncertainty_scale = calibrate(state, representation, kernel, solver, rho_o, y_o)
     state.fit_time = time.perf_counter() - t0
     return state
+
+
+def _watched(model, representation, targets, frames, spectrum) -> tuple | None:
+    """(projected spectra, standardised targets) of the structures watched while U is
+    learned, or ``None``."""
+    if frames is None or len(frames) == 0:
+        return None
+    frames = list(frames)
+    spectrum = spectrum if spectrum is not None else model.pair_spectrum(frames)
+    device = model.torch_device
+    return (representation.project(spectrum.to(device)), targets.standardised(frames, device))
 
 
 def calibrate(

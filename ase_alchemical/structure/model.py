@@ -31,21 +31,15 @@ from ..core.estimator import AlchemicalModel, as_frames
 from ..core.features import PairSpectrum, compute_pair_spectrum, differentiable_pair_spectrum
 from ..core.hypers import hypers_list
 from ..errors import ModelFileError
+from .domain import lone_atom_warnings
 from .fit import calibrate, fit_state, kernel_for, new_compression, refit_state
-from .optimize import joint_loss
+from .optimize import fitted_step_loss
 from .representation import Representation
 from .solvers import FullSolver, make_solver
 from .state import STATE_ALIASES, FittedState
-from .uncertainty import VarianceFactors, mean_and_raw_variance
+from .uncertainty import calibrated_mean_and_std
 
 __all__ = ["AlchemicalKRR"]
-
-
-def _lone_atoms(atoms: Atoms, cutoff: float) -> int:
-    """Number of atoms without a neighbour within ``cutoff``."""
-    from ase.neighborlist import neighbor_list
-
-    return len(atoms) - len(np.unique(neighbor_list("i", atoms, cutoff)))
 
 
 class AlchemicalKRR(AlchemicalModel):
@@ -219,6 +213,7 @@ class AlchemicalKRR(AlchemicalModel):
     kind = "structure"
     _STATE = FittedState
     _ALIASES = STATE_ALIASES
+    _CACHES = ("_variance", "_support_lone_fraction")
 
     @property
     def n_scales(self) -> int:
@@ -234,14 +229,19 @@ class AlchemicalKRR(AlchemicalModel):
     def _set_state(self, state: FittedState) -> None:
         """Install a fitted state and the objects derived from it."""
         super()._set_state(state)
-        self.__dict__["representation_"] = Representation(
-            state.compression, self.hypers_, self.normalization, state.projection
-        )
+        self.__dict__["representation_"] = self._representation(state)
         self.__dict__["kernel_"] = kernel_for(self, self.representation_, state.scale_weights)
         if state.support_features is None:
-            with torch.no_grad():
-                spectrum = self.pair_spectrum(state.support, progress=False)
-                state.support_features = self.representation_.transform(spectrum)
+            state.support_features = self._support_features(state)
+
+    def _representation(self, state: FittedState) -> Representation:
+        return Representation(state.compression, self.hypers_, self.normalization, state.projection)
+
+    def _support_features(self, state: FittedState) -> torch.Tensor:
+        """Features of the support structures of ``state`` (featomic, then U)."""
+        with torch.no_grad():
+            spectrum = self.pair_spectrum(state.support, progress=False)
+            return self._representation(state).transform(spectrum)
 
     def _state_changed(self, field: str) -> None:
         super()._state_changed(field)
@@ -339,34 +339,14 @@ class AlchemicalKRR(AlchemicalModel):
         """
         self._check_fitted()
         refit_state(self, frames, spectrum, regularizer)
-        self._variance = None
+        self._drop_caches()
         return self
 
-    def step_loss(
-        self,
-        u: torch.Tensor,
-        train_spectrum: PairSpectrum,
-        y_train: torch.Tensor,
-        opt_spectrum: PairSpectrum,
-        y_opt: torch.Tensor,
-        support: torch.Tensor | None = None,
-        log_regularizer: torch.Tensor | None = None,
-        scale_logits: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The joint objective of this fitted model as a function of ``u``: its
-        representation, kernel, solver and ``gradient_flow`` given to
-        :func:`~ase_alchemical.structure.optimize.joint_loss` (which takes them all explicitly).
-        ``support``, ``log_regularizer`` and ``scale_logits`` default to the fitted
-        values, as constants. Returns the loss and the training predictions.
-        """
-        self._check_fitted()
-        out = joint_loss(
-            u, self.representation_, self.kernel_, self.solver_, train_spectrum, y_train,
-            opt_spectrum, y_opt, self.state_.support_index if support is None else support,
-            self.state_.regularizer if log_regularizer is None else torch.exp(log_regularizer),
-            None if scale_logits is None else torch.softmax(scale_logits, 0), self.gradient_flow,
-        )  # fmt: skip
-        return out.loss, out.train_prediction
+    def step_loss(self, u: torch.Tensor, *spectra_and_targets, **fitted):
+        """The joint objective of this fitted model as a function of ``u``
+        (:func:`~ase_alchemical.structure.optimize.fitted_step_loss`, with the same
+        arguments after ``u``): the loss and the training predictions."""
+        return fitted_step_loss(self, u, *spectra_and_targets, **fitted)
 
     # ------------------------------------------------------------------ predict
     def predict_from_spectrum(
@@ -383,27 +363,7 @@ class AlchemicalKRR(AlchemicalModel):
         if not return_std:
             k = rep.map_chunks(spectrum, lambda x: kernel(x, state.support_features))
             return state.targets.inverse(k @ state.weights)
-        if state.uncertainty_scale is None:
-            raise RuntimeError(
-                "this model has no calibrated uncertainty (fitted without an optimization "
-                "set, or saved before uncertainties): call model.calibrate_uncertainty(frames)"
-            )
-        mean, var = self._mean_and_raw_variance(spectrum)
-        std = torch.sqrt(var * state.uncertainty_scale) * state.target_std
-        return state.targets.inverse(mean), std
-
-    def _variance_factors(self) -> VarianceFactors:
-        """Cholesky factors of the GP posterior, built on first use and cached."""
-        if self._variance is None:
-            self._variance = VarianceFactors.for_state(self.state_, self.kernel_, self.solver_)
-        return self._variance
-
-    def _mean_and_raw_variance(self, spectrum: PairSpectrum) -> tuple[torch.Tensor, torch.Tensor]:
-        """Standardised prediction and raw GP variance of projected spectra."""
-        return mean_and_raw_variance(
-            self.representation_, self.kernel_, self._variance_factors(),
-            self.state_.support_features, self.state_.weights, spectrum,
-        )  # fmt: skip
+        return calibrated_mean_and_std(self, spectrum, self._uncertainty_scale())
 
     def energy_and_derivatives(
         self, frames: Sequence[Atoms], strain: bool | None = None
@@ -484,28 +444,9 @@ class AlchemicalKRR(AlchemicalModel):
         return self.predict_per_atom(frames) * n_atoms
 
     def domain_warnings(self, atoms: Atoms) -> list[str]:
-        """A structure with a larger share of atoms without a neighbour within the cutoff
-        than any support structure had (an isolated atom): its predicted uncertainty
-        cannot show it, the structure features being normalised (see
-        :class:`~ase_alchemical.calculator.AlchemicalCalculator`). The first structure
-        with a lone atom costs one scan of the support structures."""
-        cutoff = max(h["cutoff"]["radius"] for h in hypers_list(self.hypers_))
-        lone = _lone_atoms(atoms, cutoff)
-        if not lone:
-            return []
-        if self.__dict__.get("_support_lone_fraction") is None:
-            self.__dict__["_support_lone_fraction"] = max(
-                _lone_atoms(s, cutoff) / len(s) for s in self.state_.support
-            )
-        most = self.__dict__["_support_lone_fraction"]
-        if lone / len(atoms) <= most:
-            return []
-        return [
-            f"{lone} of {len(atoms)} atom(s) without a neighbour within the {cutoff:g} Å "
-            f"cutoff, more than in any of the model's support structures (at most "
-            f"{most:.0%}): this prediction is outside the model's domain, and its "
-            "uncertainty does not show it (normalised structure features)"
-        ]
+        """Lone atoms beyond the support structures' share (:func:`.lone_atom_warnings`):
+        the normalised features hide them from the uncertainty."""
+        return lone_atom_warnings(self, atoms)
 
     # ------------------------------------------------------------------ uncertainty
     def calibrate_uncertainty(
@@ -543,31 +484,17 @@ class AlchemicalKRR(AlchemicalModel):
         return new_compression(self, species, u.shape[-1], u)
 
     def _install(self, state: FittedState, path: Path, cache: bool | None = None) -> None:
-        """Check a loaded state, fill in its support features (the file stores the
-        support *structures*: from the :mod:`~ase_alchemical.core.feature_cache` when it
-        holds a valid entry for this file and this code, else computed and cached;
-        ``cache=False``, or ``ASE_ALCHEMICAL_NO_CACHE=1`` when ``cache`` is ``None``,
-        always computes them) and set it."""
-        hypers_list(self.hypers_)
+        """Check a loaded state, fill in its support features (the file stores the support
+        *structures*; :func:`.feature_cache.support_features`) and set it."""
         if state.scale_weights.shape != (self.n_scales,):
             raise ModelFileError(
-                f"{path}: {state.scale_weights.numel()} scale weights for "
-                f"{self.n_scales} scales of hypers"
+                f"{path}: {state.scale_weights.numel()} scale weights for {self.n_scales} "
+                "scales of hypers"
             )
-        key = None
-        if state.support_features is None and feature_cache.cache_enabled(cache):
-            key = feature_cache.cache_key(path, state.weights.dtype)
-            cached = feature_cache.cached_support_features(key, len(state.support))
-            if cached is not None:
-                state.support_features = cached.to(self.torch_device, state.weights.dtype)
-                key = None  # nothing to store
-            else:
-                feature_cache.log_build(path, len(state.support))
+        if state.support_features is None:
+            features = feature_cache.support_features(
+                path, state.weights.dtype, len(state.support),
+                lambda: self._support_features(state), cache,
+            )  # fmt: skip
+            state.support_features = features.to(self.torch_device, state.weights.dtype)
         self._set_state(state)
-        if key is not None:
-            feature_cache.store_support_features(key, state.support_features)
-        if state.support_features.shape[0] != state.weights.shape[0]:
-            raise ModelFileError(
-                f"{path}: {state.weights.shape[0]} weights for "
-                f"{state.support_features.shape[0]} support structures"
-            )

@@ -38,6 +38,7 @@ __all__ = [
     "Snapshot",
     "StepLoss",
     "StepSubsets",
+    "fitted_step_loss",
     "joint_loss",
     "optimize_compression",
 ]
@@ -118,6 +119,33 @@ def joint_loss(
     with torch.no_grad():
         train_prediction = kernel(x_t, x_sup, scale_weights) @ weights
     return StepLoss(loss, weights, x_sup, train_prediction.detach())
+
+
+def fitted_step_loss(
+    model,
+    u: torch.Tensor,
+    train_spectrum: PairSpectrum,
+    y_train: torch.Tensor,
+    opt_spectrum: PairSpectrum,
+    y_opt: torch.Tensor,
+    support: torch.Tensor | None = None,
+    log_regularizer: torch.Tensor | None = None,
+    scale_logits: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The joint objective of a fitted
+    :class:`~ase_alchemical.structure.model.AlchemicalKRR` as a function of ``u``: its
+    representation, kernel, solver and ``gradient_flow`` given to :func:`joint_loss`.
+    ``support``, ``log_regularizer`` and ``scale_logits`` default to the fitted values,
+    as constants. Returns the loss and the training predictions."""
+    model._check_fitted()
+    state = model.state_
+    out = joint_loss(
+        u, model.representation_, model.kernel_, model.solver_, train_spectrum, y_train,
+        opt_spectrum, y_opt, state.support_index if support is None else support,
+        state.regularizer if log_regularizer is None else torch.exp(log_regularizer),
+        None if scale_logits is None else torch.softmax(scale_logits, 0), model.gradient_flow,
+    )  # fmt: skip
+    return out.loss, out.train_prediction
 
 
 class StepSubsets:
@@ -283,6 +311,20 @@ class OptimizationResult:
     history: list[dict] = field(default_factory=list)
 
 
+def _parameters(u, regularizer, learn_regularizer, scale_logits, learn_scale_weights):
+    """log lambda and the scale logits as tensors (leaves requiring gradients where
+    learned), and the list of what Adam moves, U first."""
+    log_reg = torch.tensor(
+        float(np.log(regularizer)), dtype=u.dtype, device=u.device,
+        requires_grad=bool(learn_regularizer),
+    )  # fmt: skip
+    if scale_logits is None:
+        scale_logits = torch.zeros(1, dtype=u.dtype, device=u.device)
+    logits = scale_logits.to(u).clone().requires_grad_(bool(learn_scale_weights))
+    params = [u] + [log_reg] * bool(learn_regularizer) + [logits] * bool(learn_scale_weights)
+    return log_reg, logits, params
+
+
 def optimize_compression(
     u: torch.Tensor,
     representation: Representation,
@@ -319,14 +361,9 @@ def optimize_compression(
         records their RMSE under that step's U and weights as ``eval_rmse``. They never
         enter a gradient or the choice of the kept step.
     """
-    log_reg = torch.tensor(
-        float(np.log(regularizer)), dtype=u.dtype, device=u.device,
-        requires_grad=bool(learn_regularizer),
-    )  # fmt: skip
-    if scale_logits is None:
-        scale_logits = torch.zeros(1, dtype=u.dtype, device=u.device)
-    logits = scale_logits.to(u).clone().requires_grad_(bool(learn_scale_weights))
-    params = [u] + [log_reg] * bool(learn_regularizer) + [logits] * bool(learn_scale_weights)
+    log_reg, logits, params = _parameters(
+        u, regularizer, learn_regularizer, scale_logits, learn_scale_weights
+    )
     multiscale = kernel.widths is not None
 
     def step(t: int) -> Step:

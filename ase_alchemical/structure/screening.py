@@ -190,9 +190,77 @@ def screen_elpasolites(
     -------
     ScreenResult
     """
-    from tqdm.auto import tqdm
-
     out = Path(out)
+    elements = _checked_elements(model, out, elements, uncertainty, overwrite)
+    t_start = time.perf_counter()
+    numbers = np.array([atomic_numbers[e] for e in elements])
+    combos = enumerate_elpasolites(elements)
+    geometries, geo1, geo2, both = _geometries(covalent_radii[numbers], combos)
+    settings = {
+        "model": model_id or _model_id(model), "elements": elements,
+        "uncertainty": bool(uncertainty), "chunk_size": int(chunk_size),
+        "n_compositions": len(combos),
+    }  # fmt: skip
+    partial = out.with_name(out.name + ".partial")
+    state_path = out.with_name(out.name + ".partial.json")
+    done, n_bytes = _resume(partial, state_path, settings)
+    n_chunks = -(-len(combos) // chunk_size)
+    last = n_chunks if max_chunks is None else min(n_chunks, done + max_chunks)
+    chunk_inputs = {
+        chunk: (chunk * chunk_size, min((chunk + 1) * chunk_size, len(combos)))
+        for chunk in range(done, last)
+    }
+    args = (numbers, elements, combos, geo1, geo2, both, geometries, uncertainty)
+    results = _chunk_results(model, client, args, geometries, chunk_inputs, progress)
+    n_structures = _append_chunks(
+        partial, state_path, settings, results, chunk_inputs, n_bytes, progress,
+        total=len(combos), initial=min(done * chunk_size, len(combos)),
+    )  # fmt: skip
+    counts = {"n_compositions": len(combos), "n_structures_this_call": n_structures,
+              "n_geometries": len(geometries)}  # fmt: skip
+    return _finish(out, partial, state_path, n_chunks, counts, time.perf_counter() - t_start, top)
+
+
+def _finish(out, partial, state_path, n_chunks, counts: dict, seconds: float, top: int):
+    """The result of a call; when every chunk is done, the partial file becomes ``out``
+    and the resume state goes."""
+    finished = json.loads(state_path.read_text())["chunks_done"] == n_chunks
+    n = counts["n_structures_this_call"]
+    result = ScreenResult(
+        path=str(out if finished else partial), finished=finished, **counts, seconds=seconds,
+        throughput=n / seconds if seconds > 0 else float("nan"),
+    )  # fmt: skip
+    if finished:
+        os.replace(partial, out)
+        state_path.unlink()
+        result["best"] = lowest_energies(out, top)
+    return result
+
+
+def _model_id(model) -> str:
+    """A text identifying the model in the resume state: a hash of U and the weights."""
+    h = hashlib.sha256(model.compression_.U.detach().cpu().numpy().tobytes())
+    h.update(model.weights_.detach().cpu().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def _chunk_results(model, client, args, geometries, chunk_inputs: dict, progress) -> Iterator:
+    """(chunk, (rows text, structures predicted)) of each chunk to do: here, or as
+    tasks on a dask ``client``."""
+    if not chunk_inputs:
+        return iter(())
+    if client is not None:
+        return _chunks_on(client, model, args, chunk_inputs, progress)
+    sites = _site_spectra(model, geometries, progress)
+    return (
+        (chunk, _screen_chunk(model, sites, *args, lo, hi))
+        for chunk, (lo, hi) in chunk_inputs.items()
+    )
+
+
+def _checked_elements(model, out: Path, elements, uncertainty: bool, overwrite: bool) -> list:
+    """The elements to screen, after checking the output file, the symbols and the
+    model's calibration."""
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} exists; pass overwrite=True (--overwrite) to replace it")
     elements = list(model.compression_.symbols if elements is None else elements)
@@ -209,21 +277,13 @@ def screen_elpasolites(
             "this model has no calibrated uncertainty; call model.calibrate_uncertainty() "
             "or screen without uncertainty"
         )
-    t_start = time.perf_counter()
-    numbers = np.array([atomic_numbers[e] for e in elements])
-    combos = enumerate_elpasolites(elements)
-    geometries, geo1, geo2, both = _geometries(covalent_radii[numbers], combos)
-    if model_id is None:
-        h = hashlib.sha256(model.compression_.U.detach().cpu().numpy().tobytes())
-        h.update(model.weights_.detach().cpu().numpy().tobytes())
-        model_id = h.hexdigest()[:16]
-    settings = {
-        "model": model_id, "elements": elements, "uncertainty": bool(uncertainty),
-        "chunk_size": int(chunk_size), "n_compositions": len(combos),
-    }  # fmt: skip
-    partial = out.with_name(out.name + ".partial")
-    state_path = out.with_name(out.name + ".partial.json")
-    done, n_bytes = 0, 0
+    return elements
+
+
+def _resume(partial: Path, state_path: Path, settings: dict) -> tuple[int, int]:
+    """(chunks done, bytes of the partial file) of a screen with ``settings``: from its
+    resume state, the file truncated to the last checkpoint; or a new partial file with
+    the header."""
     if partial.exists() and state_path.exists():
         state = json.loads(state_path.read_text())
         if state.get("settings") != settings:
@@ -234,36 +294,26 @@ def screen_elpasolites(
         done, n_bytes = int(state["chunks_done"]), int(state["bytes"])
         with open(partial, "r+b") as f:  # drop anything written after the last checkpoint
             f.truncate(n_bytes)
-    else:
-        header = ["index", "A", "B", "C", "D", "energy_ev_per_atom"]
-        header += ["std_ev_per_atom"] if uncertainty else []
-        header += ["lattice_constant_a", "x"]
-        partial.write_text(",".join(header) + "\n")
-        n_bytes = partial.stat().st_size
-        _write_state(state_path, settings, 0, n_bytes)
+        return done, n_bytes
+    header = ["index", "A", "B", "C", "D", "energy_ev_per_atom"]
+    header += ["std_ev_per_atom"] if settings["uncertainty"] else []
+    header += ["lattice_constant_a", "x"]
+    partial.write_text(",".join(header) + "\n")
+    n_bytes = partial.stat().st_size
+    _write_state(state_path, settings, 0, n_bytes)
+    return 0, n_bytes
 
-    n_chunks = -(-len(combos) // chunk_size)
-    last = n_chunks if max_chunks is None else min(n_chunks, done + max_chunks)
-    todo = range(done, last)
-    chunk_inputs = {
-        chunk: (chunk * chunk_size, min((chunk + 1) * chunk_size, len(combos))) for chunk in todo
-    }
-    args = (numbers, elements, combos, geo1, geo2, both, geometries, uncertainty)
-    if not todo:
-        results = iter(())
-    elif client is None:
-        sites = _site_spectra(model, geometries, progress)
-        results = (
-            (chunk, _screen_chunk(model, sites, *args, lo, hi))
-            for chunk, (lo, hi) in chunk_inputs.items()
-        )
-    else:
-        results = _chunks_on(client, model, args, chunk_inputs, progress)
+
+def _append_chunks(
+    partial, state_path, settings, results, chunk_inputs, n_bytes, progress, total, initial
+) -> int:
+    """Append each chunk's rows to the partial file, durably, checkpointing the resume
+    state after each; returns the number of structures predicted."""
+    from tqdm.auto import tqdm
+
     n_structures = 0
-    bar = tqdm(
-        total=len(combos), initial=min(done * chunk_size, len(combos)), desc="screening",
-        unit="crystal", disable=not progress, smoothing=0.05,
-    )  # fmt: skip
+    bar = tqdm(total=total, initial=initial, desc="screening", unit="crystal",
+               disable=not progress, smoothing=0.05)  # fmt: skip
     with open(partial, "ab") as f:
         for chunk, (text, n_pred) in results:
             f.write(text.encode())
@@ -275,19 +325,7 @@ def screen_elpasolites(
             lo, hi = chunk_inputs[chunk]
             bar.update(hi - lo)
     bar.close()
-    seconds = time.perf_counter() - t_start
-    finished = json.loads(state_path.read_text())["chunks_done"] == n_chunks
-    result = ScreenResult(
-        path=str(out if finished else partial), finished=finished,
-        n_compositions=len(combos), n_structures_this_call=n_structures,
-        n_geometries=len(geometries), seconds=seconds,
-        throughput=n_structures / seconds if seconds > 0 else float("nan"),
-    )  # fmt: skip
-    if finished:
-        os.replace(partial, out)
-        state_path.unlink()
-        result["best"] = lowest_energies(out, top)
-    return result
+    return n_structures
 
 
 def _chunks_on(client, model, args, chunk_inputs: dict, progress: bool) -> Iterator:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from ase import Atoms
@@ -42,20 +42,10 @@ class FittedState(StateBase):
         The fixed (l, n, n') projection (``basis_components``), or ``None``.
     gram
         ``K_MN K_NM`` of the sparse solve (for the predictive variance), or ``None``.
-    uncertainty_scale
-        Calibration factor of the predictive variance, or ``None`` (uncalibrated).
-    loss_history
-        One record per optimization step (see
-        :class:`~ase_alchemical.structure.optimize.OptimizationResult`).
-    best_step
-        The optimization step whose U was kept (``None``: U not optimised).
-    optimization
-        How U was chosen: set sizes, mixing weights, whether it stopped early and
-        whether the optimization set is small for the compression.
-    metadata
-        Provenance (training report, data checksum, ...).
-    fit_time
-        Seconds the fit took.
+    uncertainty_scale, loss_history, best_step, optimization, metadata, fit_time
+        The record of the fit every kind keeps (:class:`~ase_alchemical.core.state.StateBase`);
+        the records of ``loss_history`` are those of
+        :class:`~ase_alchemical.structure.optimize.OptimizationResult`.
     support_features
         Features of the support structures (rebuilt at load).
     support_index
@@ -71,12 +61,6 @@ class FittedState(StateBase):
     target_std: float
     projection: torch.Tensor | None = None
     gram: torch.Tensor | None = None
-    uncertainty_scale: float | None = None
-    loss_history: list[dict] = field(default_factory=list)
-    best_step: int | None = None
-    optimization: dict = field(default_factory=dict)
-    metadata: dict = field(default_factory=dict)
-    fit_time: float | None = None
     support_features: torch.Tensor | None = derived()
     support_index: torch.Tensor | None = derived()
 

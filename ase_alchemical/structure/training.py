@@ -107,50 +107,42 @@ def train_elpasolite_model(
     frames = load_elpasolites(data_file) if frames is None else frames
     train, opt, test = split(frames, n_train, n_opt, n_test, seed=split_seed)
     model = AlchemicalKRR(**model_params)
-    unused = []
-    if choose_regularizer:
-        non_test, n_train_all = _non_test(frames, n_opt, n_test, split_seed)
-        unused = non_test[n_train:n_train_all]  # the split nests training sets
-        if not unused:
-            raise ValueError(
-                "choose_regularizer needs crystals outside the training, optimization and "
-                f"test sets; n_train + n_opt + n_test = {n_train + n_opt + n_test} leaves none "
-                f"of the {len(frames)}"
-            )
+    unused = _unused(frames, n_train, n_opt, n_test, split_seed) if choose_regularizer else []
     t0 = time.perf_counter()
-    scan = None
-    if refit_on_opt or refit_on_all or choose_regularizer:
-        # featurize once: the same spectra serve the fit, the scan and the refit
-        rho_t = model.pair_spectrum(train)
-        rho_o = model.pair_spectrum(opt) if opt else None
-        model.fit(train, opt or None, train_spectrum=rho_t, opt_spectrum=rho_o)
-        n_weights = n_train
-        rho_unused = None
-        if choose_regularizer:
-            rho_unused = model.pair_spectrum(unused)  # also serves the refit on all
-            scan = regularizer_scan(model, train, rho_t, {"val": (unused, rho_unused)})
-            best = min(scan, key=lambda row: row["val_mae"])
-            model.refit(train, spectrum=rho_t, regularizer=best["regularizer"])
-            if model.uncertainty_scale_ is not None:  # new weights: calibrate as fit did
-                model.calibrate_uncertainty(opt, spectrum=rho_o)
-        if refit_on_all:
-            everything = _refit_on_all(
-                model, frames, n_opt, n_test, split_seed, rho_t, rho_o, rho_unused
-            )
-            n_weights = len(everything)
-        elif refit_on_opt:
-            model.refit(train + opt, spectrum=PairSpectrum.concatenate([rho_t, rho_o]))
-            n_weights = n_train + n_opt
-    else:
-        model.fit(train, opt if n_opt > 0 else None)
-        n_weights = n_train
+    refit = {"opt": refit_on_opt, "all": refit_on_all, "split": (n_opt, n_test, split_seed)}
+    scan, n_weights = _fit_then_refit(model, frames, train, opt, unused, refit)
     fit_time = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    test_spectrum = model.pair_spectrum(test)
-    pred = model.predict_from_spectrum(test_spectrum).detach().cpu().numpy()
-    predict_time = time.perf_counter() - t0
-    err = pred - per_atom_energies(test)
     report = {
+        **_data_record(data_file, split_seed, n_train, n_opt, n_test),
+        "refit_on_opt": bool(refit_on_opt or refit_on_all),
+        "refit_on_all": bool(refit_on_all),
+        "n_weights": n_weights,
+        **_test_errors(model, test),
+        "fit_time_s": fit_time,
+        **_model_record(model, scan),
+    }
+    model.state_.metadata = report
+    if out is not None:
+        model.save(out, metadata=report)
+    return model, report
+
+
+def _unused(frames, n_train: int, n_opt: int, n_test: int, split_seed: int) -> list:
+    """The crystals of the split in no set (neither training, optimization nor test)."""
+    non_test, n_train_all = _non_test(frames, n_opt, n_test, split_seed)
+    unused = non_test[n_train:n_train_all]  # the split nests training sets
+    if not unused:
+        raise ValueError(
+            "choose_regularizer needs crystals outside the training, optimization and "
+            f"test sets; n_train + n_opt + n_test = {n_train + n_opt + n_test} leaves none "
+            f"of the {len(frames)}"
+        )
+    return unused
+
+
+def _data_record(data_file: Path, split_seed: int, n_train: int, n_opt: int, n_test: int):
+    """Provenance of a fit's data: the file, its checksum and the split."""
+    return {
         "dataset": "elpasolites (Faber et al. 2016), hard-sphere prototype geometries",
         "data_file": data_file.name,
         "data_sha256": _sha256(data_file),
@@ -158,13 +150,13 @@ def train_elpasolite_model(
         "n_train": n_train,
         "n_opt": n_opt,
         "n_test": n_test,
-        "refit_on_opt": bool(refit_on_opt or refit_on_all),
-        "refit_on_all": bool(refit_on_all),
-        "n_weights": n_weights,
-        "test_mae_ev_per_atom": float(np.abs(err).mean()),
-        "test_rmse_ev_per_atom": float(np.sqrt((err**2).mean())),
-        "fit_time_s": fit_time,
-        "test_predict_time_s": predict_time,
+    }
+
+
+def _model_record(model: AlchemicalKRR, scan: list | None) -> dict:
+    """What the fit chose (kept step, optimization summary, regulariser and its scan)
+    and where it ran."""
+    return {
         "best_step": model.best_step_,
         "optimization": model.optimization_,
         "regularizer": model.regularizer_,
@@ -172,10 +164,48 @@ def train_elpasolite_model(
         "device": device_name(model.torch_device),
         "package_version": __version__,
     }
-    model.state_.metadata = report
-    if out is not None:
-        model.save(out, metadata=report)
-    return model, report
+
+
+def _test_errors(model: AlchemicalKRR, test: list) -> dict:
+    """MAE and RMSE (eV/atom) of the model on the test crystals, and the seconds their
+    prediction took (featurization included)."""
+    t0 = time.perf_counter()
+    predicted = model.predict_from_spectrum(model.pair_spectrum(test)).detach().cpu().numpy()
+    seconds = time.perf_counter() - t0
+    err = predicted - per_atom_energies(test)
+    return {
+        "test_mae_ev_per_atom": float(np.abs(err).mean()),
+        "test_rmse_ev_per_atom": float(np.sqrt((err**2).mean())),
+        "test_predict_time_s": seconds,
+    }
+
+
+def _fit_then_refit(model, frames, train, opt, unused, refit: dict) -> tuple[list | None, int]:
+    """Fit; then, as asked, choose the final regulariser on ``unused`` (when given) and
+    solve the final weights on training + optimization (``refit["opt"]``) or every
+    crystal outside the test split (``refit["all"]``). The spectra are computed once and
+    serve every solve. Returns the regulariser scan (or ``None``) and the number of
+    weights."""
+    rho_t = model.pair_spectrum(train)
+    rho_o = model.pair_spectrum(opt) if opt else None
+    model.fit(train, opt or None, train_spectrum=rho_t, opt_spectrum=rho_o)
+    scan, rho_unused = None, None
+    if unused:
+        rho_unused = model.pair_spectrum(unused)  # also serves the refit on all
+        scan = regularizer_scan(model, train, rho_t, {"val": (unused, rho_unused)})
+        best = min(scan, key=lambda row: row["val_mae"])
+        model.refit(train, spectrum=rho_t, regularizer=best["regularizer"])
+        if model.uncertainty_scale_ is not None:  # new weights: calibrate as fit did
+            model.calibrate_uncertainty(opt, spectrum=rho_o)
+    if refit["all"]:
+        n_opt, n_test, split_seed = refit["split"]
+        everything = _refit_on_all(model, frames, n_opt, n_test, split_seed, rho_t, rho_o,
+                                   rho_unused)  # fmt: skip
+        return scan, len(everything)
+    if refit["opt"]:
+        model.refit(train + opt, spectrum=PairSpectrum.concatenate([rho_t, rho_o]))
+        return scan, len(train) + len(opt)
+    return scan, len(train)
 
 
 def regularizer_scan(

@@ -29,6 +29,7 @@ from .state import FittedState
 
 __all__ = [
     "VarianceFactors",
+    "calibrated_mean_and_std",
     "mean_and_raw_variance",
     "predictive_variance",
 ]
@@ -117,3 +118,20 @@ def predictive_variance(
     if factors.factor_a is not None:
         var = var + factors.noise * quadratic_form(factors.factor_a, k_star.T)
     return var.clamp_min(factors.noise)
+
+
+def calibrated_mean_and_std(model, spectrum: PairSpectrum, scale: float):
+    """Per-atom energies and calibrated standard deviations (eV/atom) of a fitted
+    :class:`~ase_alchemical.structure.model.AlchemicalKRR` at projected spectra; the
+    variance factors are built on the model's first call and kept until its state
+    changes."""
+    state = model.state_
+    factors = model.__dict__.get("_variance")
+    if factors is None:
+        factors = VarianceFactors.for_state(state, model.kernel_, model.solver_)
+        model.__dict__["_variance"] = factors
+    mean, var = mean_and_raw_variance(
+        model.representation_, model.kernel_, factors, state.support_features, state.weights,
+        spectrum,
+    )  # fmt: skip
+    return state.targets.inverse(mean), torch.sqrt(var * scale) * state.target_std

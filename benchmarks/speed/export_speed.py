@@ -33,7 +33,8 @@ from ase.md.verlet import VelocityVerlet
 from metatomic_ase import MetatomicCalculator
 
 from ase_alchemical import AlchemicalCalculator, AlchemicalPotential, __version__
-from ase_alchemical.data.datasets import build_elpasolite, read_structures
+from ase_alchemical.data.datasets import build_elpasolite
+from ase_alchemical.data.files import read_structures
 from ase_alchemical.export import export_metatomic
 from ase_alchemical.local.training import split_by_index
 from ase_alchemical.registry import resolve_model

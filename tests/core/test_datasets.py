@@ -10,9 +10,9 @@ from ase_alchemical.data.datasets import (
     DataNotFoundError,
     build_elpasolite,
     load_elpasolite_table,
-    read_structures,
     split,
 )
+from ase_alchemical.data.files import read_structures
 
 
 def _r(s):

@@ -74,3 +74,23 @@ def test_labels_are_read_from_info_or_a_single_point_calculator():
     with pytest.raises(LabelError, match="no forces"):
         forces_of([bare])
     assert optional_labels([atoms, bare]) == (None, None)
+
+
+def test_read_structures_reads_labels_through_the_same_reader(tmp_path):
+    import ase.io
+
+    from ase_alchemical.data.files import read_structures
+
+    good = bulk("Cu", cubic=True)
+    good.calc = SinglePointCalculator(good, energy=-1.0, forces=np.zeros((4, 3)))
+    path = tmp_path / "frames.xyz"
+    ase.io.write(path, [good])
+    frames = read_structures(path, forces=True, energy_unit="meV")
+    assert frames[0].info["energy"] == pytest.approx(-1e-3) and frames[0].calc is None
+    assert frames[0].arrays["forces"].shape == (4, 3)
+    with pytest.raises(LabelError, match=r"frames\.xyz: structure 0 .*has no stress"):
+        read_structures(path, stress=True)
+    bad = bulk("Cu", cubic=True)
+    bad.info["energy"] = "high"
+    with pytest.raises(LabelError, match="non-numeric energy 'high'"):
+        total_energies([bad])

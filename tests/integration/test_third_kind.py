@@ -1,7 +1,7 @@
 """A third model kind is one class on the estimator base plus one registry line: a
 per-element constant model runs through the calculator, save / load and ``score``."""
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pytest
@@ -21,7 +21,6 @@ class ConstantState(StateBase):
     compression: AlchemicalCompression
     weights: torch.Tensor  # energy of each element (eV), in U's row order
     noise: float
-    metadata: dict = field(default_factory=dict)
 
 
 class PerElementConstant(AlchemicalModel):

@@ -151,9 +151,9 @@ def test_lone_atoms_are_flagged_though_their_sigma_is_small(default_calc):
     # training crystals have up to 20 % lone atoms at 5 Å: such crystals pass silently
     import warnings
 
-    from ase_alchemical.calculator import _lone_atoms
+    from ase_alchemical.structure.domain import lone_atoms
 
-    sparse = next(s for s in default_calc.model.support_ if _lone_atoms(s, 5.0)).copy()
+    sparse = next(s for s in default_calc.model.support_ if lone_atoms(s, 5.0)).copy()
     sparse.calc = checked
     with warnings.catch_warnings():
         warnings.simplefilter("error", OutOfDomainWarning)

@@ -154,16 +154,15 @@ def adam_on_u(
     if lr_schedule not in LR_SCHEDULES:
         raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {lr_schedule!r}")
     optimizer = torch.optim.Adam(list(params), lr=learning_rate)
+    scheduler = None
+    if lr_schedule == "cosine":
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, n_steps)
     run = AdamRun(best_step=None, best=snapshot())
     best_judged, recent = math.inf, []
     bar = tqdm(range(n_steps), desc="optimizing U", unit="step", disable=not progress)
     for t in bar:
         t0 = time.perf_counter()
-        rate = learning_rate
-        if lr_schedule == "cosine":
-            rate = learning_rate * 0.5 * (1 + math.cos(math.pi * t / n_steps))
-        for group in optimizer.param_groups:
-            group["lr"] = rate
+        rate = optimizer.param_groups[0]["lr"]
         optimizer.zero_grad()
         out = step(t)
         value = float(out.loss.detach())
@@ -185,6 +184,8 @@ def adam_on_u(
             break
         out.loss.backward()
         optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
         record["seconds"] = time.perf_counter() - t0
         run.history.append(record)
     bar.close()

@@ -124,3 +124,15 @@ def test_fitted_attributes_of_a_new_kind_are_read_and_written_through_its_state(
     model.weights_ = torch.zeros(3)
     assert model.state_.weights.sum() == 0 and "weights_" not in model.__dict__
     assert model.predict(_frames(1, 1))[0] == 0
+
+
+def test_registering_a_kind_checks_what_it_is_given(registered):
+    with pytest.raises(TypeError, match="not an AlchemicalModel subclass"):
+        registry.register_kind(dict)
+
+    class Impostor(PerElementConstant):
+        pass
+
+    with pytest.raises(ValueError, match="a different class is registered"):
+        registry.register_kind(Impostor)
+    assert registry.register_kind(PerElementConstant) is PerElementConstant  # idempotent

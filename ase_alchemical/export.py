@@ -6,9 +6,9 @@ spherical expansion from the engine's neighbour list, and everything after it is
 torch, so forces and stress come from autograd through featomic-torch's gradients.
 
 Each model kind gives its own TorchScript module (``model.metatomic_module()``:
-:class:`ase_alchemical.structure.metatomic.StructureKernel`, the energy of
+``StructureKernel`` (:mod:`ase_alchemical.structure.metatomic`), the energy of
 :meth:`.AlchemicalKRR.predict`, no per-atom energies;
-:class:`ase_alchemical.local.metatomic.LocalPotential`, per-atom energies and
+``LocalPotential`` (:mod:`ase_alchemical.local.metatomic`), per-atom energies and
 ``selected_atoms`` for domain decomposition); this module wraps it with metadata and
 capabilities and writes it.
 

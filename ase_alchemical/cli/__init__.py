@@ -1,8 +1,8 @@
 """Command-line interface: ``ase-alchemical {train,refit,evaluate,predict,energy,screen,
 export,info,fetch-data}``.
 
-One module per command group: :mod:`.train` (train, refit), :mod:`.evaluate` (evaluate,
-predict, energy), :mod:`.screen` (screen) and :mod:`.models` (export, info, fetch-data).
+One module per command group: ``cli.train`` (train, refit), ``cli.evaluate`` (evaluate,
+predict, energy), ``cli.screen`` (screen) and ``cli.models`` (export, info, fetch-data).
 Each adds its subcommands with ``add_parsers`` and gives each one a ``handler`` (runs the
 command) and, where some arguments can only be checked or completed once all are known, a
 ``finish`` (called on the parsed arguments before the handler; it may exit through

@@ -378,8 +378,7 @@ class AlchemicalModel:
         support = getattr(state, "support_features", None)  # kinds with support points
         if support is not None and support.shape[0] != state.weights.shape[0]:
             raise ModelFileError(
-                f"{path}: {state.weights.shape[0]} weights for "
-                f"{support.shape[0]} support points"
+                f"{path}: {state.weights.shape[0]} weights for {support.shape[0]} support points"
             )
         return model
 

@@ -370,7 +370,7 @@ class AlchemicalPotential(AlchemicalModel):
         return self.state_.uncertainty_scale
 
     def metatomic_module(self) -> torch.nn.Module:
-        """This model as TorchScript (:class:`~ase_alchemical.local.metatomic.LocalPotential`;
+        """This model as TorchScript (``LocalPotential`` of :mod:`~ase_alchemical.local.metatomic`;
         needs the optional metatomic stack)."""
         from .metatomic import LocalPotential
 

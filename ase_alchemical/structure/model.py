@@ -444,8 +444,9 @@ class AlchemicalKRR(AlchemicalModel):
         return self.predict_per_atom(frames) * n_atoms
 
     def domain_warnings(self, atoms: Atoms) -> list[str]:
-        """Lone atoms beyond the support structures' share (:func:`.lone_atom_warnings`):
-        the normalised features hide them from the uncertainty."""
+        """Lone atoms beyond the support structures' share
+        (:func:`~ase_alchemical.structure.domain.lone_atom_warnings`): the normalised
+        features hide them from the uncertainty."""
         return lone_atom_warnings(self, atoms)
 
     # ------------------------------------------------------------------ uncertainty
@@ -472,8 +473,8 @@ class AlchemicalKRR(AlchemicalModel):
         return self.state_.uncertainty_scale
 
     def metatomic_module(self) -> torch.nn.Module:
-        """This model as TorchScript (:class:`~ase_alchemical.structure.metatomic.StructureKernel`;
-        needs the optional metatomic stack)."""
+        """This model as TorchScript (``StructureKernel`` of
+        :mod:`~ase_alchemical.structure.metatomic`; needs the optional metatomic stack)."""
         from .metatomic import StructureKernel
 
         self._check_fitted()

@@ -20,23 +20,12 @@ estimator base class, fitted states, the file format), :mod:`ase_alchemical.data
 
 import logging
 
+from . import errors
 from ._version import __version__
 from .calculator import AlchemicalCalculator
 from .core.compression import AlchemicalCompression
-from .errors import (
-    AlchemicalError,
-    DataNotFoundError,
-    DeviceError,
-    FittingError,
-    LabelError,
-    ModelFileError,
-    NotFittedError,
-    OutOfDomainWarning,
-    StructureFileError,
-    UnknownElementError,
-)
+from .errors import *  # noqa: F403  (every error is public: the list is errors.__all__)
 from .local.model import AlchemicalPotential
-from .plugin import register as _register
 from .registry import load_model
 from .structure.model import AlchemicalKRR
 from .structure.screening import screen_elpasolites
@@ -54,25 +43,15 @@ def __getattr__(name: str):
 # a library's logger gets no handler but the null one (the logging HOWTO): the CLI shows
 # its INFO messages on stderr, an application or notebook decides for itself
 logging.getLogger(__name__).addHandler(logging.NullHandler())
-_register()  # makes ase.calculators.calculator.get_calculator_class("alchemical") work
 
 __all__ = [
     "AlchemicalCalculator",
     "AlchemicalCompression",
-    "AlchemicalError",
     "AlchemicalKRR",
     "AlchemicalPotential",
-    "DataNotFoundError",
-    "DeviceError",
-    "FittingError",
-    "LabelError",
-    "ModelFileError",
-    "NotFittedError",
-    "OutOfDomainWarning",
-    "StructureFileError",
-    "UnknownElementError",
     "__version__",
-    "export_metatomic",
+    "export_metatomic",  # noqa: F405  (the module __getattr__ gives it)
     "load_model",
     "screen_elpasolites",
+    *errors.__all__,
 ]

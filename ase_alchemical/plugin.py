@@ -6,7 +6,8 @@ Two mechanisms, both supported:
   v4 plugin system, which ``ase info --plugins`` lists. Its import path is private, so the
   import is guarded: with an ASE without it, ``__ase_plugins__`` is empty.
 * :func:`register`: ``ase.calculators.calculator.register_calculator_class`` so that
-  ``get_calculator_class("alchemical")`` works; called when ``ase_alchemical`` is imported.
+  ``get_calculator_class("alchemical")`` works. Call it once where that lookup is wanted:
+  importing ``ase_alchemical`` changes no global state, ASE's name table included.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ import io
 import sys
 
 from ..core.fileio import atomic_write
+from ._commands import add_command
 
 _UNCERTAINTY_HELP = (
     "also write the predicted standard deviation of each energy (Gaussian-process "
@@ -18,10 +19,7 @@ _UNCERTAINTY_HELP = (
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     """Add ``evaluate``, ``predict`` and ``energy`` to the subcommands ``sub``."""
-    p = sub.add_parser(
-        "evaluate",
-        help="MAE/RMSE of a model on its held-out test split (a local potential: on --data)",
-    )
+    p = add_command(sub, "evaluate", _cmd_evaluate)
     p.add_argument("model", help="model file")
     p.add_argument(
         "--data", default=None,
@@ -29,21 +27,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     p.add_argument("--plot", default=None, help="local: save energy and force parity plots")
     p.add_argument("--device", default=None, help="torch device")
-    p.set_defaults(handler=_cmd_evaluate)
-    p = sub.add_parser("predict", help="energies of structures read by ase.io (CSV out)")
+    p = add_command(sub, "predict", _cmd_predict)
     p.add_argument("model", help="model file")
     p.add_argument("structures", help="any file ase.io.read understands, e.g. extended XYZ")
     p.add_argument("--out", default=None, help="CSV file (default: standard output)")
     p.add_argument("--device", default=None, help="torch device")
     p.add_argument("--uncertainty", action="store_true", help=_UNCERTAINTY_HELP)
-    p.set_defaults(handler=_cmd_predict)
-    p = sub.add_parser(
-        "energy",
-        help="energies (and forces) with the shipped default model or another one",
-        description="Energies of structures with a trained model (default: the shipped "
-        "elpasolite model). Structures come from files ase.io.read understands and/or "
-        "--elpasolite A,B,C,D prototypes.",
-    )
+    p = add_command(sub, "energy", _cmd_energy)
     p.add_argument("structures", nargs="*", help="structure files (extended XYZ, CIF, ...)")
     p.add_argument(
         "--elpasolite",
@@ -56,7 +46,6 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--uncertainty", action="store_true", help=_UNCERTAINTY_HELP)
     p.add_argument("--out", default=None, help="CSV file (default: standard output)")
     p.add_argument("--device", default=None, help="torch device (default: CUDA if available)")
-    p.set_defaults(handler=_cmd_energy)
 
 
 def _cmd_evaluate_local(model, args: argparse.Namespace) -> int:
@@ -80,6 +69,7 @@ def _cmd_evaluate_local(model, args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
+    """MAE/RMSE of a model on its held-out test split (a local potential: on --data)."""
     from ..registry import load_model
     from ..structure.training import evaluate_on_test_split
 
@@ -97,6 +87,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
+    """Energies of structures read by ase.io (CSV out)."""
     from ..data.files import read_frames
     from ..registry import load_model
 
@@ -133,6 +124,12 @@ def _write_energies(frames, energies, out, max_forces=None, stds=None) -> None:
 
 
 def _cmd_energy(args: argparse.Namespace) -> int:
+    """Energies (and forces) with the shipped default model or another one.
+
+    Energies of structures with a trained model (default: the shipped elpasolite model).
+    Structures come from files ase.io.read understands and/or --elpasolite A,B,C,D
+    prototypes.
+    """
     from ..calculator import AlchemicalCalculator
     from ..data.datasets import build_elpasolite
     from ..data.files import read_frames

@@ -6,16 +6,12 @@ from __future__ import annotations
 import argparse
 import json
 
+from ._commands import add_command
+
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     """Add ``export``, ``info`` and ``fetch-data`` to the subcommands ``sub``."""
-    p = sub.add_parser(
-        "export",
-        help="write a model as a metatomic AtomisticModel (i-PI, LAMMPS, metatomic-ase)",
-        description="Export a structure-kernel model or a local potential to a TorchScript "
-        "metatomic model: energies, per-atom energies (local potentials), forces and stress "
-        "by autograd, in any engine that runs metatomic models.",
-    )
+    p = add_command(sub, "export", _cmd_export)
     p.add_argument("model", help="model file, or the name of a shipped model")
     p.add_argument("--out", required=True, help="file to write (.pt)")
     p.add_argument("--name", default=None, help="name stored in the model's metadata")
@@ -24,16 +20,19 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         help="folder for the TorchScript extensions the file needs (default: "
         "<out stem>-extensions beside --out; replaced if it exists)",
     )  # fmt: skip
-    p.set_defaults(handler=_cmd_export)
-    p = sub.add_parser("info", help="hyperparameters and provenance of a model file")
+    p = add_command(sub, "info", _cmd_info)
     p.add_argument("model", help="model file, or the name of a shipped model")
-    p.set_defaults(handler=_cmd_info)
-    p = sub.add_parser("fetch-data", help="download the elpasolite data (checksum-verified)")
+    p = add_command(sub, "fetch-data", _cmd_fetch)
     p.add_argument("--dir", default=None, help="target folder (default: user cache)")
-    p.set_defaults(handler=_cmd_fetch)
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
+    """Write a model as a metatomic AtomisticModel (i-PI, LAMMPS, metatomic-ase).
+
+    Export a structure-kernel model or a local potential to a TorchScript metatomic
+    model: energies, per-atom energies (local potentials), forces and stress by
+    autograd, in any engine that runs metatomic models.
+    """
     from ..registry import resolve_model
 
     try:
@@ -53,6 +52,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
+    """Hyperparameters and provenance of a model file."""
     from ..core.serialization import model_file_info
     from ..registry import resolve_model_path
 
@@ -61,6 +61,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 def _cmd_fetch(args: argparse.Namespace) -> int:
+    """Download the elpasolite data (checksum-verified)."""
     from ..data.datasets import fetch_elpasolites
 
     path = fetch_elpasolites(args.dir)

@@ -6,16 +6,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 
+from ._commands import add_command
+
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     """Add ``screen`` to the subcommands ``sub``."""
-    p = sub.add_parser(
-        "screen",
-        help="predict every elpasolite ABC2D6 over a set of elements (CSV, resumable)",
-        description="Enumerate all ABC2D6 crystals of four different elements (A/B pairs "
-        "once), predict their formation energies on the prototype geometry and stream them "
-        "to a CSV. An interrupted screen resumes when run again with the same arguments.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    p = add_command(
+        sub, "screen", _cmd_screen, formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
     p.add_argument("--model", default=None, help="shipped model name or model file (default model)")
     p.add_argument(
@@ -37,7 +34,6 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "--workers", type=int, default=None,
         help="run the chunks on a local dask cluster of this many worker processes",
     )  # fmt: skip
-    p.set_defaults(handler=_cmd_screen)
 
 
 def _dask_client(args: argparse.Namespace, stack: contextlib.ExitStack):
@@ -68,6 +64,12 @@ def _dask_client(args: argparse.Namespace, stack: contextlib.ExitStack):
 
 
 def _cmd_screen(args: argparse.Namespace) -> int:
+    """Predict every elpasolite ABC2D6 over a set of elements (CSV, resumable).
+
+    Enumerate all ABC2D6 crystals of four different elements (A/B pairs once), predict
+    their formation energies on the prototype geometry and stream them to a CSV. An
+    interrupted screen resumes when run again with the same arguments.
+    """
     from ..registry import resolve_model
     from ..structure.screening import screen_elpasolites
 

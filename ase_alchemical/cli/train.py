@@ -17,6 +17,8 @@ import argparse
 import functools
 import inspect
 
+from ._commands import add_command
+
 #: what each ``--kernel`` fits, as the help and the errors name it
 KIND_NAMES = {
     "structure": "the elpasolite structure kernel, AlchemicalKRR",
@@ -143,36 +145,18 @@ def _finish_train(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     """Add ``train`` and ``refit`` to the subcommands ``sub``."""
-    p = sub.add_parser(
-        "train",
-        help="fit a model (elpasolite structure kernel, or a local potential on your data)",
-        description="Fit U (on the optimization set) and the KRR weights (on the training "
-        "set) jointly, report the error on the held-out test split, save the model. "
-        "--kernel structure (default): the elpasolite model, data from the elpasolite "
-        "files. --kernel local: an atom-centred potential on a labelled structure file "
-        "(--data frames.xyz with energies, and forces with --forces), split by frame index "
-        "(i % 10 == 9 test, i % 10 == 8 held-out for U, the rest training). An option "
-        "of one kind given to the other is an error.",
-        formatter_class=_TrainHelpFormatter,
-    )
+    p = add_command(sub, "train", _cmd_train, formatter_class=_TrainHelpFormatter)
     _add_train_io_options(p)
     _add_optimization_options(p)
     _add_feature_options(p)
     _add_structure_options(p.add_argument_group(f"--kernel structure ({KIND_NAMES['structure']})"))
     _add_local_options(p.add_argument_group(f"--kernel local ({KIND_NAMES['local']})"))
-    p.set_defaults(handler=_cmd_train, finish=functools.partial(_finish_train, p))
-    p = sub.add_parser(
-        "refit",
-        help="solve a trained model's weights again on every crystal but its test set",
-        description="Keep U, the regulariser and the scale weights of a model made by "
-        "`train`; solve its KRR weights on every crystal outside its test split (training, "
-        "optimization and the crystals the split left unused) and report the test error.",
-    )
+    p.set_defaults(finish=functools.partial(_finish_train, p))
+    p = add_command(sub, "refit", _cmd_refit)
     p.add_argument("model", help="model file written by `ase-alchemical train`")
     p.add_argument("--out", required=True, help="model file to write")
     p.add_argument("--data", default=None, help="data file or folder")
     p.add_argument("--device", default=None, help="torch device")
-    p.set_defaults(handler=_cmd_refit)
 
 
 def _add_train_io_options(p: argparse.ArgumentParser) -> None:
@@ -245,6 +229,13 @@ def _add_feature_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _flag(g: argparse._ArgumentGroup, option: str, help: str) -> None:
+    """An on/off option of one kind: ``None`` when not given, so that
+    :func:`_finish_train` can tell it from a kind's default and reject it for the other
+    kind."""
+    g.add_argument(option, action="store_true", default=None, help=help)
+
+
 def _add_structure_options(g: argparse._ArgumentGroup) -> None:
     """Options of ``--kernel structure`` only (``default=None``: see :func:`_finish_train`)."""
     g.add_argument("--n-train", type=int, help="training-set size (KRR solve)")
@@ -255,28 +246,25 @@ def _add_structure_options(g: argparse._ArgumentGroup) -> None:
         "--step-train-size", type=int,
         help="training structures per optimization step (random subset); 0 = all",
     )  # fmt: skip
-    g.add_argument(
-        "--refit-on-opt", action="store_true", default=None,
-        help="once U is learned, solve the final weights on training + optimization sets",
+    _flag(
+        g, "--refit-on-opt",
+        "once U is learned, solve the final weights on training + optimization sets",
     )  # fmt: skip
-    g.add_argument(
-        "--refit-on-all", action="store_true", default=None,
-        help="once U is learned, solve the final weights on every crystal but the test set "
+    _flag(
+        g, "--refit-on-all",
+        "once U is learned, solve the final weights on every crystal but the test set "
         "(training, optimization and the crystals the split leaves unused)",
     )  # fmt: skip
-    g.add_argument(
-        "--choose-regularizer", action="store_true", default=None,
-        help="once U is learned, choose the regulariser of the final solve (the learned one "
+    _flag(
+        g, "--choose-regularizer",
+        "once U is learned, choose the regulariser of the final solve (the learned one "
         "times 3 ... 0.03) on the crystals the split leaves in no set",
     )  # fmt: skip
     g.add_argument(
         "--regularizer", type=float,
         help="relative KRR regulariser (starting value: it is learned unless --fixed-regularizer)",
     )  # fmt: skip
-    g.add_argument(
-        "--fixed-regularizer", action="store_true", default=None,
-        help="do not learn the regulariser",
-    )  # fmt: skip
+    _flag(g, "--fixed-regularizer", "do not learn the regulariser")
     g.add_argument("--solver", choices=["full", "sparse"], help="KRR solve")
     g.add_argument(
         "--gradient-flow", choices=["full", "detach_weights", "detach"],
@@ -286,19 +274,19 @@ def _add_structure_options(g: argparse._ArgumentGroup) -> None:
     g.add_argument(
         "--normalization", choices=["normalized", "mean"], help="structure feature normalization"
     )
-    g.add_argument(
-        "--radially-resolved", action="store_true", default=None,
-        help="learn one U per radial basis function (of each scale) instead of one for all",
+    _flag(
+        g, "--radially-resolved",
+        "learn one U per radial basis function (of each scale) instead of one for all",
     )  # fmt: skip
 
 
 def _add_local_options(g: argparse._ArgumentGroup) -> None:
     """Options of ``--kernel local`` only (``default=None``: see :func:`_finish_train`)."""
-    g.add_argument("--forces", action="store_true", default=None, help="fit forces too")
-    g.add_argument("--stress", action="store_true", default=None, help="fit stress too")
-    g.add_argument(
-        "--solve-on-opt", action="store_true", default=None,
-        help="once U is learned, solve the final weights on training + held-out frames",
+    _flag(g, "--forces", "fit forces too")
+    _flag(g, "--stress", "fit stress too")
+    _flag(
+        g, "--solve-on-opt",
+        "once U is learned, solve the final weights on training + held-out frames",
     )  # fmt: skip
     g.add_argument(
         "--baseline", choices=["elements", "mean"],
@@ -324,6 +312,16 @@ def _scaling(text: str) -> dict | None:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    """Fit a model (elpasolite structure kernel, or a local potential on your data).
+
+    Fit U (on the optimization set) and the KRR weights (on the training set) jointly,
+    report the error on the held-out test split, save the model. --kernel structure
+    (default): the elpasolite model, data from the elpasolite files. --kernel local: an
+    atom-centred potential on a labelled structure file (--data frames.xyz with
+    energies, and forces with --forces), split by frame index (i % 10 == 9 test,
+    i % 10 == 8 held-out for U, the rest training). An option of one kind given to the
+    other is an error.
+    """
     from ..core.hypers import multiscale_hypers
 
     hypers = multiscale_hypers(
@@ -411,6 +409,12 @@ def _print_structure_report(report: dict) -> None:
 
 
 def _cmd_refit(args: argparse.Namespace) -> int:
+    """Solve a trained model's weights again on every crystal but its test set.
+
+    Keep U, the regulariser and the scale weights of a model made by `train`; solve its
+    KRR weights on every crystal outside its test split (training, optimization and the
+    crystals the split left unused) and report the test error.
+    """
     from ..structure.model import AlchemicalKRR
     from ..structure.training import refit_elpasolite_model
 

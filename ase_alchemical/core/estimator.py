@@ -3,20 +3,23 @@ calculator, the files and the command line use.
 
 A kind (:class:`~ase_alchemical.structure.model.AlchemicalKRR`,
 :class:`~ase_alchemical.local.model.AlchemicalPotential`, ...) declares its name
-(:attr:`AlchemicalModel.kind`), its hyperparameters (``_PARAMS``, also the constructor's
-keyword arguments) and its fitted-state dataclass (``_STATE``), and implements ``fit``,
-``predict`` / ``predict_per_atom`` / ``predict_std``, ``energy_and_derivatives`` and
-``_install`` (what a loaded state needs rebuilt). This class gives it, once for all
-kinds: scikit-learn's ``get_params`` / ``set_params``, fitted attributes read *and
-written* through the state (``model.weights_ = w`` updates the state, and on an unfitted
-model raises :class:`~ase_alchemical.errors.NotFittedError`), ``to``, ``save`` /
-``load``, ``score`` on energies, forces and stress, and ``calculate``, the one call of
+(:attr:`AlchemicalModel.kind`), its hyperparameters (the constructor's keyword
+arguments, stored by ``_store_params``) and its fitted-state dataclass (``_STATE``), and
+implements ``fit``, ``predict`` / ``predict_per_atom`` / ``predict_std``,
+``energy_and_derivatives`` and ``_install`` (what a loaded state needs rebuilt). This
+class gives it, once for all kinds: scikit-learn's ``get_params`` / ``set_params``,
+fitted attributes read *and written* through the state (``model.weights_ = w`` updates
+the state, and on an unfitted model raises
+:class:`~ase_alchemical.errors.NotFittedError`), ``to``, ``save`` / ``load``, ``score``
+on energies, forces and stress, and ``calculate``, the one call of
 :class:`~ase_alchemical.calculator.AlchemicalCalculator`.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
+import inspect
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -57,6 +60,13 @@ def error_summary(predicted: np.ndarray, reference: np.ndarray, name: str) -> di
     }
 
 
+@functools.cache
+def _constructor_arguments(cls: type) -> tuple[str, ...]:
+    """The names of the keyword arguments of ``cls.__init__``, in order."""
+    parameters = inspect.signature(cls.__init__).parameters
+    return tuple(n for n, p in parameters.items() if p.kind is p.KEYWORD_ONLY)
+
+
 class AlchemicalModel:
     """Base class of the model kinds (see the module docstring).
 
@@ -78,20 +88,35 @@ class AlchemicalModel:
         "energy", "free_energy", "forces", "stress", "energy_uncertainty",
     )  # fmt: skip
     derivatives_with_energy: ClassVar[bool] = False
-    _PARAMS: ClassVar[tuple[str, ...]] = ()
+    #: Constructor arguments that say where and how a model runs, not what it is: not
+    #: hyperparameters, so neither saved nor compared.
+    _RUNTIME: ClassVar[tuple[str, ...]] = ("device", "progress")
     _STATE: ClassVar[type[StateBase]] = StateBase
     #: Fitted attributes (``name_``) that are state fields of another name.
     _ALIASES: ClassVar[dict[str, str]] = {}
 
     # ------------------------------------------------------------------ parameters
+    @classmethod
+    def _param_names(cls) -> tuple[str, ...]:
+        """The hyperparameters: the constructor's arguments but the runtime ones
+        (scikit-learn's rule, so that the signature is the one list of them)."""
+        return tuple(n for n in _constructor_arguments(cls) if n not in cls._RUNTIME)
+
+    def _store_params(self, arguments: dict) -> None:
+        """Store the constructor's ``arguments`` (its ``locals()``) as attributes of the
+        same names. As in scikit-learn, nothing is checked here: ``fit`` checks, so that
+        ``set_params`` and the constructor behave alike."""
+        for name in _constructor_arguments(type(self)):
+            setattr(self, name, arguments[name])
+
     def get_params(self) -> dict:
         """Hyperparameters as a dict (scikit-learn style; no device or progress)."""
-        return {name: copy.deepcopy(getattr(self, name)) for name in self._PARAMS}
+        return {name: copy.deepcopy(getattr(self, name)) for name in self._param_names()}
 
     def set_params(self, **params) -> AlchemicalModel:
         """Set hyperparameters (scikit-learn style); they take effect at the next fit."""
         for name, value in params.items():
-            if name not in self._PARAMS + ("device", "progress"):
+            if name not in _constructor_arguments(type(self)):
                 raise ValueError(f"unknown parameter {name!r} of {type(self).__name__}")
             setattr(self, name, value)
         return self

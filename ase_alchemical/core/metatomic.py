@@ -5,14 +5,17 @@ Imports the optional metatomic stack (featomic-torch, metatensor-torch, metatomi
 only the export imports this module.
 """
 
-from typing import List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import featomic.torch  # noqa: F401  (registers featomic's TorchScript classes)
 import torch
 from metatensor.torch import Labels, TensorBlock, TensorMap
-from metatomic.torch import System
+from metatomic.torch import ModelOutput, System
 
-__all__ = ["TINY", "atoms_of", "dense_expansion", "energy_map", "species_lookup", "system_samples"]
+__all__ = [
+    "TINY", "EnergyModule", "atoms_of", "dense_expansion", "energy_map", "species_lookup",
+    "system_samples",
+]  # fmt: skip
 
 #: The smallest normal float64, as torch.finfo(torch.float64).tiny (which TorchScript lacks)
 TINY = 2.2250738585072014e-308
@@ -83,3 +86,42 @@ def atoms_of(
         atom_index.append(torch.arange(n, dtype=torch.long, device=device))
     types = torch.cat([s.types.to(torch.long) for s in systems])
     return torch.cat(system_index), torch.cat(atom_index), types, offsets, total
+
+
+class EnergyModule(torch.nn.Module):
+    """Base of the kinds' TorchScript modules: metatomic's ``forward`` for the one output
+    they define, ``"energy"``, and the element bookkeeping. A kind implements
+    :meth:`energy`.
+
+    Parameters
+    ----------
+    species
+        The model's atomic numbers, in the order of the rows of U.
+    """
+
+    species: List[int]
+
+    def __init__(self, species: List[int]) -> None:
+        super().__init__()
+        self.species = [int(z) for z in species]
+        self.register_buffer("lookup", species_lookup(self.species))
+        self.tiny = TINY
+
+    def forward(
+        self,
+        systems: List[System],
+        outputs: Dict[str, ModelOutput],
+        selected_atoms: Optional[Labels] = None,
+    ) -> Dict[str, TensorMap]:
+        results: Dict[str, TensorMap] = {}
+        if "energy" in outputs and len(systems) > 0:
+            per_atom = outputs["energy"].sample_kind == "atom"
+            results["energy"] = self.energy(systems, per_atom, selected_atoms)
+        return results
+
+    def energy(
+        self, systems: List[System], per_atom: bool, selected_atoms: Optional[Labels]
+    ) -> TensorMap:
+        """The energy of each system (``per_atom``: of each atom), of the atoms in
+        ``selected_atoms`` where given (domain decomposition)."""
+        raise NotImplementedError("a model kind's module implements energy()")

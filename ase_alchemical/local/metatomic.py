@@ -4,49 +4,39 @@ spectrum against the support environments, plus its element's reference energy;
 per-atom energies are an output, and ``selected_atoms`` (domain decomposition) selects
 the atoms whose energies are summed. Imports the optional metatomic stack."""
 
-from typing import Dict, List, Optional, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 from featomic.torch import SphericalExpansion
 from metatensor.torch import Labels, TensorMap
-from metatomic.torch import ModelOutput, System
+from metatomic.torch import System
 
 from ..core.hypers import basis_shapes
 from ..core.kernels import polynomial_kernel
-from ..core.metatomic import (
-    TINY,
-    atoms_of,
-    dense_expansion,
-    energy_map,
-    species_lookup,
-    system_samples,
-)
+from ..core.metatomic import EnergyModule, atoms_of, dense_expansion, energy_map, system_samples
 
 __all__ = ["LocalPotential"]
 
 
-class LocalPotential(torch.nn.Module):
+class LocalPotential(EnergyModule):
     """Energy and per-atom energies of a local potential (:class:`.AlchemicalPotential`),
     as TorchScript."""
 
     species: List[int]
 
     def __init__(self, model) -> None:
-        super().__init__()
+        super().__init__(model.species)
         state = model.state_
         hypers = model.hypers_
         self.expansion = SphericalExpansion(**hypers)
         shape = basis_shapes(hypers)[0]
         self.lmax1, self.n_radial = int(shape[0]), int(shape[1])
-        self.species = [int(z) for z in model.species]
-        self.register_buffer("lookup", species_lookup(self.species))
         self.register_buffer("U", state.compression.U.detach().cpu().to(torch.float64))
         self.register_buffer("support", state.support_features.detach().cpu().to(torch.float64))
         self.register_buffer("weights", state.weights.detach().cpu().to(torch.float64))
         self.register_buffer("e0", state.reference_energies.detach().cpu().to(torch.float64))
         self.zeta = int(model.zeta)
         self.energy_scale = float(state.energy_scale)
-        self.tiny = TINY
 
     def atomic_energies(
         self, systems: List[System]
@@ -68,15 +58,9 @@ class LocalPotential(torch.nn.Module):
         local = polynomial_kernel(x, self.support, self.zeta) @ self.weights * self.energy_scale
         return local + self.e0[rows], system_index, atom_index
 
-    def forward(
-        self,
-        systems: List[System],
-        outputs: Dict[str, ModelOutput],
-        selected_atoms: Optional[Labels] = None,
-    ) -> Dict[str, TensorMap]:
-        results: Dict[str, TensorMap] = {}
-        if "energy" not in outputs or len(systems) == 0:
-            return results
+    def energy(
+        self, systems: List[System], per_atom: bool, selected_atoms: Optional[Labels]
+    ) -> TensorMap:
         energies, system_index, atom_index = self.atomic_energies(systems)
         device = energies.device
         if selected_atoms is not None:
@@ -90,14 +74,12 @@ class LocalPotential(torch.nn.Module):
                 system_index[keep],
                 atom_index[keep],
             )
-        if outputs["energy"].sample_kind == "atom":
+        if per_atom:
             samples = Labels(
                 ["system", "atom"],
                 torch.stack([system_index, atom_index], dim=1).to(torch.int32),
             )
-            results["energy"] = energy_map(energies, samples)
-            return results
+            return energy_map(energies, samples)
         total = torch.zeros(len(systems), dtype=energies.dtype, device=device)
         total = total.index_add(0, system_index, energies)
-        results["energy"] = energy_map(total, system_samples(len(systems), device))
-        return results
+        return energy_map(total, system_samples(len(systems), device))

@@ -131,12 +131,6 @@ class AlchemicalPotential(AlchemicalModel):
     implemented_properties = AlchemicalModel.implemented_properties + ("energies",)
     derivatives_with_energy = True
     _STATE = PotentialState
-    _PARAMS = (
-        "d_j", "hypers", "zeta", "n_support", "per_element_support", "baseline",
-        "e0_prior", "energy_sigma", "force_sigma", "stress_sigma", "energy_scale", "init",
-        "seed", "n_steps", "learning_rate", "lr_schedule", "force_weight",
-        "step_force_structures", "rotation", "n_folds",
-    )  # fmt: skip
 
     def __init__(
         self,
@@ -164,28 +158,7 @@ class AlchemicalPotential(AlchemicalModel):
         device: str | torch.device | None = None,
         progress: bool = False,
     ) -> None:
-        self.d_j = d_j
-        self.hypers = hypers
-        self.zeta = zeta
-        self.n_support = n_support
-        self.per_element_support = per_element_support
-        self.baseline = baseline
-        self.e0_prior = e0_prior
-        self.energy_sigma = energy_sigma
-        self.force_sigma = force_sigma
-        self.stress_sigma = stress_sigma
-        self.energy_scale = energy_scale
-        self.init = init
-        self.seed = seed
-        self.n_steps = n_steps
-        self.learning_rate = learning_rate
-        self.lr_schedule = lr_schedule
-        self.force_weight = force_weight
-        self.step_force_structures = step_force_structures
-        self.rotation = rotation
-        self.n_folds = n_folds
-        self.device = device
-        self.progress = progress
+        self._store_params(locals())
 
     def _check_params(self) -> None:
         if int(self.zeta) != self.zeta or self.zeta < 1:

@@ -120,17 +120,17 @@ def _fps_features(model, representation: Representation, spectrum: PairSpectrum)
 
 
 def fit_state(
-    model,
-    train: Sequence[Atoms],
-    opt: Sequence[Atoms] | None = None,
-    train_spectrum: PairSpectrum | None = None,
-    opt_spectrum: PairSpectrum | None = None,
-    eval_set: Sequence[Atoms] | None = None,
-    eval_spectrum: PairSpectrum | None = None,
-) -> FittedState:
+    model, train: Sequence[Atoms], opt: Sequence[Atoms] | None, eval_set: Sequence[Atoms] | None,
+    spectra: dict[str, PairSpectrum | None],
+) -> FittedState:  # fmt: skip
     """The fitted state of ``model``'s hyperparameters on ``train`` (weights) and
-    ``opt`` (U), ``eval_set`` watched at every step; see
+    ``opt`` (U), ``eval_set`` watched at every step; ``spectra`` holds the precomputed
+    pair spectra of these sets (keys ``"train"``, ``"opt"``, ``"eval"``; missing or
+    ``None``: computed). See
     :meth:`AlchemicalKRR.fit <ase_alchemical.structure.model.AlchemicalKRR.fit>`."""
+    train_spectrum, opt_spectrum, eval_spectrum = (
+        spectra.get(name) for name in ("train", "opt", "eval")
+    )
     check_params(model)
     t0 = time.perf_counter()
     device = model.torch_device
@@ -257,10 +257,7 @@ def _optimize(model, representation, solver, train, opt, support, logits, target
 
 
 def refit_state(
-    model,
-    frames: Sequence[Atoms],
-    spectrum: PairSpectrum | None = None,
-    regularizer: float | None = None,
+    model, frames: Sequence[Atoms], spectrum: PairSpectrum | None, regularizer: float | None
 ) -> None:
     """Solve ``model``'s weights again on ``frames``, in its fitted state (see
     :meth:`AlchemicalKRR.refit <ase_alchemical.structure.model.AlchemicalKRR.refit>`)."""

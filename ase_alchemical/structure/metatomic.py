@@ -4,28 +4,21 @@ atom, summed over the structure, normalised (scale by scale), the symmetric dupl
 dropped, the kernel against the stored support features, the weights and the target
 scaling. It defines no per-atom energies. Imports the optional metatomic stack."""
 
-from typing import Dict, List, Optional
+from typing import List, Optional
 
 import torch
 from featomic.torch import SphericalExpansion
 from metatensor.torch import Labels, TensorMap
-from metatomic.torch import ModelOutput, System
+from metatomic.torch import System
 
 from ..core.hypers import basis_shapes, hypers_list
 from ..core.kernels import multiscale_kernel, polynomial_kernel
-from ..core.metatomic import (
-    TINY,
-    atoms_of,
-    dense_expansion,
-    energy_map,
-    species_lookup,
-    system_samples,
-)
+from ..core.metatomic import EnergyModule, atoms_of, dense_expansion, energy_map, system_samples
 
 __all__ = ["StructureKernel"]
 
 
-class StructureKernel(torch.nn.Module):
+class StructureKernel(EnergyModule):
     """Energy of a structure-kernel model (:class:`.AlchemicalKRR`), as TorchScript."""
 
     shapes: List[List[int]]
@@ -34,7 +27,7 @@ class StructureKernel(torch.nn.Module):
     normalization: str
 
     def __init__(self, model) -> None:
-        super().__init__()
+        super().__init__(model.compression_.species)
         comp, rep, kernel, state = (
             model.compression_,
             model.representation_,
@@ -49,8 +42,6 @@ class StructureKernel(torch.nn.Module):
         scales = hypers_list(model.hypers_)
         self.expansions = torch.nn.ModuleList([SphericalExpansion(**h) for h in scales])
         self.shapes = [[int(a), int(b)] for a, b in basis_shapes(model.hypers_)]
-        self.species = list(comp.species)
-        self.register_buffer("lookup", species_lookup(self.species))
         u = comp.U.detach().cpu().to(torch.float64)
         self.radial = comp.radial_shapes is not None
         self.center_resolved = bool(comp.center_resolved)
@@ -70,7 +61,6 @@ class StructureKernel(torch.nn.Module):
         self.register_buffer("weights", state.weights.detach().cpu().to(torch.float64))
         self.mean = float(state.targets.mean)
         self.std = float(state.targets.std)
-        self.tiny = TINY
 
     def _features(self, systems: List[System]) -> torch.Tensor:
         system_index, _, types, offsets, n_total = atoms_of(systems)
@@ -110,16 +100,10 @@ class StructureKernel(torch.nn.Module):
         x = torch.cat(parts, dim=1)
         return x[:, self.columns] * self.column_weights
 
-    def forward(
-        self,
-        systems: List[System],
-        outputs: Dict[str, ModelOutput],
-        selected_atoms: Optional[Labels] = None,
-    ) -> Dict[str, TensorMap]:
-        results: Dict[str, TensorMap] = {}
-        if "energy" not in outputs or len(systems) == 0:
-            return results
-        if outputs["energy"].sample_kind != "system":
+    def energy(
+        self, systems: List[System], per_atom: bool, selected_atoms: Optional[Labels]
+    ) -> TensorMap:
+        if per_atom:
             raise ValueError("a structure kernel defines no per-atom energies")
         if selected_atoms is not None:
             raise ValueError(
@@ -134,7 +118,6 @@ class StructureKernel(torch.nn.Module):
             k = polynomial_kernel(x, self.support, self.zeta)
         else:
             k = multiscale_kernel(x, self.support, self.zeta, self.widths, self.scale_weights)
-        per_atom = (k @ self.weights) * self.std + self.mean
+        per_structure = (k @ self.weights) * self.std + self.mean  # eV/atom
         counts = torch.tensor([len(s) for s in systems], dtype=x.dtype, device=x.device)
-        results["energy"] = energy_map(per_atom * counts, system_samples(len(systems), x.device))
-        return results
+        return energy_map(per_structure * counts, system_samples(len(systems), x.device))

@@ -147,14 +147,6 @@ class AlchemicalKRR(AlchemicalModel):
         The fitted kernel.
     """
 
-    _PARAMS = (
-        "d_j", "hypers", "zeta", "normalization", "center_resolved", "radially_resolved",
-        "basis_components", "scale_weights", "learn_scale_weights", "regularizer",
-        "learn_regularizer", "solver", "n_support", "gradient_flow", "n_steps",
-        "step_train_size", "learning_rate", "lr_schedule", "rotation", "n_folds",
-        "init", "seed", "batch_size",
-    )  # fmt: skip
-
     def __init__(
         self,
         *,
@@ -184,31 +176,7 @@ class AlchemicalKRR(AlchemicalModel):
         device: str | torch.device | None = None,
         progress: bool = False,
     ) -> None:
-        self.d_j = d_j
-        self.hypers = hypers
-        self.zeta = zeta
-        self.normalization = normalization
-        self.center_resolved = center_resolved
-        self.radially_resolved = radially_resolved
-        self.basis_components = basis_components
-        self.scale_weights = scale_weights
-        self.learn_scale_weights = learn_scale_weights
-        self.regularizer = regularizer
-        self.learn_regularizer = learn_regularizer
-        self.solver = solver
-        self.n_support = n_support
-        self.gradient_flow = gradient_flow
-        self.n_steps = n_steps
-        self.step_train_size = step_train_size
-        self.learning_rate = learning_rate
-        self.lr_schedule = lr_schedule
-        self.rotation = rotation
-        self.n_folds = n_folds
-        self.init = init
-        self.seed = seed
-        self.batch_size = batch_size
-        self.device = device
-        self.progress = progress
+        self._store_params(locals())
 
     kind = "structure"
     _STATE = FittedState
@@ -305,9 +273,8 @@ class AlchemicalKRR(AlchemicalModel):
         -------
         self
         """
-        self._set_state(
-            fit_state(self, train, opt, train_spectrum, opt_spectrum, eval_set, eval_spectrum)
-        )
+        spectra = {"train": train_spectrum, "opt": opt_spectrum, "eval": eval_spectrum}
+        self._set_state(fit_state(self, train, opt, eval_set, spectra))
         return self
 
     def refit(

@@ -1,3 +1,5 @@
+import subprocess
+import sys
 from importlib.metadata import entry_points
 
 import numpy as np
@@ -174,9 +176,29 @@ def test_nve_conserves_energy(calc):
     assert drift < 2e-3 * len(atoms)  # eV; stated tolerance: 0.1 meV/atom/fs scale
 
 
+def test_importing_the_package_changes_no_global_state():
+    # a fresh interpreter: ASE's name table, torch's defaults, the warning filters and
+    # the root logger are the same before and after `import ase_alchemical` (the
+    # dependencies are imported first: scipy, under featomic, adds warning filters)
+    code = """
+import logging, warnings, torch, featomic, scipy.special
+from ase.calculators import calculator as c
+def snapshot():
+    return (dict(c.external_calculators), list(c.names), torch.get_default_dtype(),
+            torch.get_num_threads(), len(warnings.filters), list(logging.root.handlers),
+            logging.root.level)
+before = snapshot()
+import ase_alchemical, ase_alchemical.plugin
+assert snapshot() == before, (before, snapshot())
+"""
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
 def test_ase_plugin_discovery():
     import ase_alchemical.plugin as plugin
 
+    plugin.register()
+    plugin.register()  # idempotent
     assert get_calculator_class("alchemical") is AlchemicalCalculator
     names = {ep.name: ep.value for ep in entry_points(group="ase.plugins")}
     assert names.get("alchemical") == "ase_alchemical.plugin"

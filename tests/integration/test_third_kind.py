@@ -28,10 +28,9 @@ class PerElementConstant(AlchemicalModel):
 
     kind = "per-element-constant"
     _STATE = ConstantState
-    _PARAMS = ("hypers", "ridge")
 
     def __init__(self, *, hypers=None, ridge: float = 1e-8, device=None) -> None:
-        self.hypers, self.ridge, self.device = hypers, ridge, device
+        self._store_params(locals())
 
     def _counts(self, frames, species):
         index = {z: i for i, z in enumerate(species)}

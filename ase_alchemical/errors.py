@@ -19,6 +19,7 @@ __all__ = [
     "ModelFileError",
     "NotFittedError",
     "OutOfDomainWarning",
+    "PriorMismatchWarning",
     "StructureFileError",
     "UnknownElementError",
 ]
@@ -66,3 +67,8 @@ class FittingError(AlchemicalError, torch.linalg.LinAlgError):
 class OutOfDomainWarning(UserWarning):
     """A structure the model was not trained for: an uncertainty above the calculator's
     ``uncertainty_threshold``, or (structure kernels) an atom without neighbours."""
+
+
+class PriorMismatchWarning(UserWarning):
+    """A loaded model's prior is not the one it was fitted on (another package version,
+    or another energy of the fingerprint structure): its corrections may not fit it."""

@@ -83,12 +83,15 @@ def load_model(
     device: str | torch.device | None = None,
     *,
     cache: bool | None = None,
+    **params,
 ) -> AlchemicalModel:
     """Load a model file of any registered kind (:data:`KINDS`), as the file says: an
     :class:`.AlchemicalKRR` (structure kernel), an :class:`.AlchemicalPotential`
     (local), ... ``cache``: whether a structure kernel's support features come from the
     :mod:`~ase_alchemical.core.feature_cache` (``None``: unless
-    ``ASE_ALCHEMICAL_NO_CACHE=1``).
+    ``ASE_ALCHEMICAL_NO_CACHE=1``). ``params`` replace the file's hyperparameters, for
+    what a file cannot hold: ``load_model(path, prior=calculator)`` for a local
+    potential fitted over an ASE calculator held in memory.
 
     Raises
     ------
@@ -105,7 +108,7 @@ def load_model(
             f"{path} holds a model of kind {kind!r}, which this ase-alchemical does not "
             f"know (known: {sorted(KINDS)})"
         )
-    return KINDS[kind].from_file_data(data, path, device, cache=cache)
+    return KINDS[kind].from_file_data(data, path, device, cache=cache, **params)
 
 
 def resolve_model(model=None, device: str | torch.device | None = None) -> AlchemicalModel:

@@ -162,6 +162,22 @@ def stress_agreement(predicted: np.ndarray, labels: np.ndarray) -> dict:
     return {"stress_slope": float(p @ y / (p @ p)), "stress_corr": float(np.corrcoef(p, y)[0, 1])}
 
 
+def uncertainty_coverage(errors: np.ndarray, sigmas: np.ndarray) -> dict:
+    """How well predicted standard deviations describe errors: the fractions of
+    ``|error|`` within one and two sigma (about 68 % and 95 % for a calibrated Gaussian),
+    the median of ``|error| / sigma``, and Spearman's rank correlation of ``|error|``
+    with sigma (does a larger sigma flag a larger error?)."""
+    from scipy.stats import spearmanr
+
+    errors, sigmas = np.abs(np.ravel(errors)), np.ravel(sigmas)
+    ratio = errors / sigmas
+    return {
+        "within_1_sigma": float(np.mean(ratio <= 1)), "within_2_sigma": float(np.mean(ratio <= 2)),
+        "median_error_over_sigma": float(np.median(ratio)),
+        "sigma_rank_corr": float(spearmanr(errors, sigmas).statistic),
+    }  # fmt: skip
+
+
 def write_report(path, lines: list[str], results) -> None:
     """The markdown table ``lines`` at ``path`` and ``results`` beside it as JSON, both
     written atomically."""

@@ -111,7 +111,12 @@ class AlchemicalModel:
 
     def get_params(self) -> dict:
         """Hyperparameters as a dict (scikit-learn style; no device or progress)."""
-        return {name: copy.deepcopy(getattr(self, name)) for name in self._param_names()}
+        # plain data is copied so that editing the dict leaves the model alone; objects
+        # (a prior's calculator, with a neural network in it) are given as they are
+        return {
+            name: copy.deepcopy(v) if isinstance(v, (dict, list, np.ndarray)) else v
+            for name, v in ((n, getattr(self, n)) for n in self._param_names())
+        }
 
     def set_params(self, **params) -> AlchemicalModel:
         """Set hyperparameters (scikit-learn style); they take effect at the next fit."""
@@ -359,9 +364,12 @@ class AlchemicalModel:
         device: str | torch.device | None = None,
         *,
         cache: bool | None = None,
+        **params,
     ):
         """Load a file written by :meth:`save` for this kind (torch's safe loading;
-        older format versions upgraded explicitly).
+        older format versions upgraded explicitly). ``params``: hyperparameters that
+        replace the file's, for what a file cannot hold (a local potential's ``prior``
+        when it was an ASE calculator in memory).
 
         Raises
         ------
@@ -371,20 +379,29 @@ class AlchemicalModel:
             The file is not an ase-alchemical model, holds another kind, is truncated or
             corrupted, or was written by an incompatible format version.
         """
-        return cls.from_file_data(read_model_file(path), path, device, cache=cache)
+        return cls.from_file_data(read_model_file(path), path, device, cache=cache, **params)
 
     @classmethod
-    def from_file_data(cls, data: dict, path, device=None, *, cache: bool | None = None):
+    def from_file_data(
+        cls, data: dict, path, device=None, *, cache: bool | None = None, **params
+    ):  # fmt: skip
         """The model of a read model file (:func:`.read_model_file`); ``cache``: whether
         derived features may come from the :mod:`~ase_alchemical.core.feature_cache`
-        (``None``: unless ``ASE_ALCHEMICAL_NO_CACHE=1``)."""
+        (``None``: unless ``ASE_ALCHEMICAL_NO_CACHE=1``); ``params`` replace the
+        file's hyperparameters (see :meth:`load`)."""
+        unknown = sorted(set(params) - set(cls._param_names()))
+        if unknown:
+            raise ValueError(f"{cls.__name__} has no hyperparameters {unknown}")
         kind = file_kind(data["params"])
         if kind != cls.kind:
             raise ModelFileError(
                 f"{path} holds a {kind!r} model, not a {cls.kind!r} one: load it with "
                 "ase_alchemical.load_model"
             )
-        params = {k: v for k, v in data["params"].items() if k not in ("kernel", "hypers")}
+        params = {
+            **{k: v for k, v in data["params"].items() if k not in ("kernel", "hypers")},
+            **cls._loaded_params(data["params"], params),
+        }
         if params.get("init") == "array":
             params["init"] = "elements"  # U itself is in the state
         try:
@@ -406,6 +423,12 @@ class AlchemicalModel:
                 f"{path}: {state.weights.shape[0]} weights for {support.shape[0]} support points"
             )
         return model
+
+    @classmethod
+    def _loaded_params(cls, stored: dict, given: dict) -> dict:
+        """The hyperparameters ``given`` at load that replace the ``stored`` ones (kinds
+        whose parameters need checking against the file override this)."""
+        return given
 
     def _loaded_compression(self, species: list[int], u: torch.Tensor) -> AlchemicalCompression:
         """The compression of a loaded file, of this model's layout."""

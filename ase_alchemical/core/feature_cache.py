@@ -61,13 +61,17 @@ def cache_enabled(cache: bool | None = None) -> bool:
     return os.environ.get(NO_CACHE_ENV, "").strip().lower() not in ("1", "true", "yes")
 
 
-def cache_directory() -> Path:
-    """Where the entries live: ``$ASE_ALCHEMICAL_CACHE_DIR``, else the user cache directory."""
+def cache_directory(kind: str = "support-features") -> Path:
+    """Where the entries of ``kind`` live: for the support features
+    ``$ASE_ALCHEMICAL_CACHE_DIR`` itself, for another kind (``"prior-labels"``) a folder
+    of that name in it; without the variable, a folder of that name in the user cache
+    directory."""
     if os.environ.get(CACHE_DIR_ENV):
-        return Path(os.environ[CACHE_DIR_ENV])
+        root = Path(os.environ[CACHE_DIR_ENV])
+        return root if kind == "support-features" else root / kind
     import pooch  # the same user cache as the downloaded data
 
-    return Path(pooch.os_cache("ase-alchemical")) / "support-features"
+    return Path(pooch.os_cache("ase-alchemical")) / kind
 
 
 def _file_sha256(path: Path) -> str:

@@ -31,6 +31,7 @@ from ..core.optimize import (
     rotates,
 )
 from ..core.targets import forces_of, stresses_of, total_energies
+from .correction import choose_correction_strength
 from .design import (
     Labels,
     LocalProblem,
@@ -214,6 +215,9 @@ def fit_state(
         run = optimize_potential_u(model, problem, train_data, opt_data, e0, rotated)
         with torch.no_grad():
             compression.U.copy_(run.best)
+    strengths = None
+    if model.prior is not None:
+        strengths = choose_correction_strength(model, problem, train_data + opt_data)
     weights, e0_final, precision, x_support = solve(problem, train_data, e0, model.progress)
     with torch.no_grad():
         ct = compress(support_env, compression)
@@ -228,10 +232,21 @@ def fit_state(
         energy_scale=float(problem.energy_scale), sigmas=list(problem.sigmas),
         precision=precision, loss_history=[] if run is None else run.history,
         best_step=None if run is None else run.best_step,
-        optimization={**summary, "solved_on": len(train)}, fit_time=time.perf_counter() - t0,
+        optimization={**summary, "solved_on": len(train), **_strength_record(strengths)},
+        fit_time=time.perf_counter() - t0,
         support_features=x_support,
     )  # fmt: skip
     return state, problem, train_data, opt_data, e0
+
+
+def _strength_record(scores: list[dict] | None) -> dict:
+    if scores is None:
+        return {}
+    best = min(scores, key=lambda r: r["loss"])
+    return {
+        "correction_sigma_factors": [best["energy_factor"], best["force_factor"]],
+        "correction_strengths": scores,
+    }
 
 
 def held_out_loss(
@@ -276,6 +291,18 @@ def held_out_loss(
     return loss, loss_e, loss_f
 
 
+def _loss_terms(problem: LocalProblem, train: list, pool: list) -> tuple[bool, float, float]:
+    """Whether the held-out loss has a force term (every structure of ``pool`` has
+    forces), and the variances of the training labels that scale its energy and force
+    terms."""
+    var_e = float(np.array([d.residual_per_atom for d in train]).var()) or 1.0
+    use_forces = problem.use_forces and all(d.labels.forces is not None for d in pool)
+    var_f = 1.0
+    if use_forces:
+        var_f = float(torch.cat([d.labels.forces.flatten() for d in train]).pow(2).mean()) or 1.0
+    return use_forces, var_e, var_f
+
+
 def optimize_potential_u(
     model, problem: LocalProblem, train: list, opt: list, e0: torch.Tensor, rotation: bool
 ) -> AdamRun:
@@ -294,11 +321,7 @@ def optimize_potential_u(
     pool = train + opt
     generator = np.random.default_rng(int(model.seed))
     folds = fold_indices(len(pool), int(model.n_folds), int(model.seed)) if rotation else None
-    var_e = float(np.array([d.residual_per_atom for d in train]).var()) or 1.0
-    use_forces = problem.use_forces and all(d.labels.forces is not None for d in pool)
-    var_f = 1.0
-    if use_forces:
-        var_f = float(torch.cat([d.labels.forces.flatten() for d in train]).pow(2).mean()) or 1.0
+    use_forces, var_e, var_f = _loss_terms(problem, train, pool)
     n_force = model.step_force_structures
 
     def step(t: int) -> Step:

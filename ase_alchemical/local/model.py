@@ -32,6 +32,7 @@ from ..core.gp import calibration_scale, quadratic_form
 from ..core.hypers import basis_shape, hypers_list
 from ..core.linalg import cholesky, spd_factor
 from ..core.optimize import LR_SCHEDULES, rotates
+from ..core.priors import Prior, resolve_prior
 from ..core.targets import total_energies
 from ..errors import ModelFileError
 from .design import atomic_energy_fn
@@ -111,7 +112,23 @@ class AlchemicalPotential(AlchemicalModel):
         ``n_folds`` folds while U is learned. ``"auto"`` rotates when the held-out set has
         fewer than 5 structures per mixing weight of U.
     n_folds
-        Folds of the rotation.
+        Folds of the rotation (and of the cross-validation that sets a correction's
+        strength over a ``prior``).
+    prior
+        A model whose energies, forces and stress the potential corrects instead of
+        learning them from zero: ``"emt"``, ``"chgnet"`` or ``"sevenn"`` (the last two
+        with their extras: ``pip install 'ase-alchemical[chgnet]'``), or any ASE
+        calculator (:mod:`~ase_alchemical.core.priors`). The kernel term and the
+        reference energies are fitted to what the prior leaves; predictions are prior +
+        correction; the predictive variance is the correction's. The correction's
+        strength (a factor on the sigmas) is chosen by cross-validation over
+        ``n_folds`` folds of the training and held-out structures, so that where it
+        cannot help the model returns to the prior (plus per-element reference
+        energies). The prior's labels on the fitted structures are computed once
+        (cached on disk for a named prior); the model file records the prior's name,
+        version and :meth:`~ase_alchemical.core.priors.Prior.fingerprint`, and loading
+        it with another version warns. A model with a prior has no per-atom energies and
+        no metatomic export.
     device
         Torch device (``None``: CUDA when available, else CPU).
     progress
@@ -155,10 +172,22 @@ class AlchemicalPotential(AlchemicalModel):
         step_force_structures: int | None = 4,
         rotation: bool | str = "auto",
         n_folds: int = 5,
+        prior: str | object | None = None,
         device: str | torch.device | None = None,
         progress: bool = False,
     ) -> None:
         self._store_params(locals())
+
+    def _prior(self) -> Prior | None:
+        """The :class:`~ase_alchemical.core.priors.Prior` of ``prior``, resolved once
+        (again when ``prior`` is set to another value)."""
+        cached = self.__dict__.get("_resolved_prior")
+        if cached is None or cached[0] is not self.prior:
+            prior = resolve_prior(self.prior)
+            if prior is not None:
+                prior.check_fingerprint()
+            self.__dict__["_resolved_prior"] = (self.prior, prior)
+        return self.__dict__["_resolved_prior"][1]
 
     def _check_params(self) -> None:
         if int(self.zeta) != self.zeta or self.zeta < 1:
@@ -171,6 +200,7 @@ class AlchemicalPotential(AlchemicalModel):
         if self.baseline not in ("elements", "mean"):
             raise ValueError(f"baseline must be 'elements' or 'mean', not {self.baseline!r}")
         rotates(self.rotation, 0, 0)  # checks the value
+        resolve_prior(self.prior)  # a clear error for an unknown name or object
         if int(self.n_support) < 1:
             raise ValueError(f"n_support must be >= 1, got {self.n_support}")
         hypers_list(self.hypers_)
@@ -210,10 +240,14 @@ class AlchemicalPotential(AlchemicalModel):
         train, opt = list(train), list(opt or [])
         if not train:
             raise ValueError("fit needs at least one training structure")
+        labelled_opt, prior = opt, self._prior()
+        if prior is not None:  # the kernel learns what the prior leaves
+            train = prior.residuals(train, forces, stress)
+            opt = prior.residuals(opt, forces, False)
         state, problem, train_data, opt_data, e0 = fit_state(self, train, opt, forces, stress)
         self._set_state(state)
         if opt:
-            self.calibrate_uncertainty(opt)
+            self.calibrate_uncertainty(labelled_opt)
             if solve_on_opt:  # calibrated on them first, while they were held out
                 weights, e0_final, precision, _ = solve(
                     problem, train_data + opt_data, e0, self.progress
@@ -244,6 +278,14 @@ class AlchemicalPotential(AlchemicalModel):
         structure (in atom order); they sum to :meth:`predict`."""
         self._check_fitted()
         frames = as_frames(frames)
+        if self._prior() is not None:
+            raise ValueError(
+                f"a potential over the {self._prior().name!r} prior has no per-atom energies: "
+                "the prior's energy is not split into atomic terms"
+            )
+        return self._correction_atomic_energies(frames)
+
+    def _correction_atomic_energies(self, frames: list[Atoms]) -> list[np.ndarray]:
         out = []
         with torch.no_grad():
             for atoms in frames:
@@ -260,7 +302,10 @@ class AlchemicalPotential(AlchemicalModel):
         standard deviations (eV)."""
         self._check_fitted()
         frames = as_frames(frames)
-        energies = np.array([e.sum() for e in self.atomic_energies(frames)])
+        energies = np.array([e.sum() for e in self._correction_atomic_energies(frames)])
+        prior = self._prior()
+        if prior is not None:
+            energies += np.array([prior.energy_and_derivatives(a, False)[0] for a in frames])
         if not return_std:
             return energies
         return energies, self.predict_std(frames)
@@ -286,9 +331,15 @@ class AlchemicalPotential(AlchemicalModel):
             grads = ["positions"] + (["strain"] if want_strain else [])
             env = self._environments(atoms, grads)
             _, total, grad, virial = energy_and_gradients(env, self._energy_fn(), want_strain)
-            energies.append(float(total[0]))
-            gradients.append(grad.detach().cpu().numpy())
-            virials.append(virial[0].detach().cpu().numpy() if want_strain else None)
+            energy, grad = float(total[0]), grad.detach().cpu().numpy()
+            virial = virial[0].detach().cpu().numpy() if want_strain else None
+            if self._prior() is not None:  # prior + correction
+                e_prior, g_prior, v_prior = self._prior().energy_and_derivatives(atoms, want_strain)
+                energy, grad = energy + e_prior, grad + g_prior
+                virial = None if virial is None else virial + v_prior
+            energies.append(energy)
+            gradients.append(grad)
+            virials.append(virial)
         any_strain = any(v is not None for v in virials)
         return np.array(energies), gradients, (virials if any_strain else None)
 
@@ -348,7 +399,28 @@ class AlchemicalPotential(AlchemicalModel):
         from .metatomic import LocalPotential
 
         self._check_fitted()
+        if self.prior is not None:
+            raise ValueError(
+                f"this potential corrects the {self._prior().name!r} prior, an ASE calculator "
+                "and not TorchScript: only a potential without a prior can be exported"
+            )
         return LocalPotential(self)
+
+    @classmethod
+    def _loaded_params(cls, stored: dict, given: dict) -> dict:
+        # a prior given at load is checked against the fingerprint the file recorded
+        record = stored.get("prior")
+        if given.get("prior") is not None and isinstance(record, dict):
+            prior = resolve_prior(given["prior"])
+            prior.recorded_fingerprint = record.get("fingerprint")
+            given = {**given, "prior": prior}
+        return given
+
+    def _file_params(self) -> dict:
+        params = super()._file_params()
+        prior = self._prior()
+        params["prior"] = None if prior is None else prior.record()
+        return params
 
     # ------------------------------------------------------------------ files
     def _install(self, state: PotentialState, path: Path, cache: bool | None = None) -> None:
@@ -367,3 +439,4 @@ class AlchemicalPotential(AlchemicalModel):
         ct = [q.reshape(len(q), 2 * lam + 1, d_j * n_radial) for lam, q in enumerate(parts)]
         state.support_features = features_from_compressed(ct)[0]
         self._set_state(state)
+        self._prior()  # a prior of another version or fingerprint warns at load

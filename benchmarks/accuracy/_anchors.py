@@ -4,9 +4,9 @@
   the same 80 training frames (the held-out 10 as their validation set), through the
   ``mtt train`` command line, and evaluated through the exported model in
   metatomic-ase's calculator;
-- CHGNet zero-shot: a universal potential that never saw these frames, its energies
-  shifted by a per-element linear fit on the 80 training frames (its reference is
-  Materials Project's, not this data's).
+- CHGNet and SevenNet-0 zero-shot: universal potentials that never saw these frames,
+  their energies shifted by a per-element linear fit on the 80 training frames (their
+  reference is Materials Project's spin-polarised PBE(+U), not this data's PBEsol).
 
 These need the ``bench`` extra (``pip install -e ".[bench]"``). Each anchor runs in its
 own process (see :mod:`potential_hea`), so the peak memory is its own; ``mtt train`` runs
@@ -46,7 +46,8 @@ METATRAIN = {
     ),  # fmt: skip
 }
 CHGNET = "CHGNet 0.3.0 zero-shot, energies shifted per element on the 80"
-ANCHORS = [*METATRAIN, CHGNET]
+SEVENNET = "SevenNet-0 zero-shot, energies shifted per element on the 80"
+ANCHORS = [*METATRAIN, CHGNET, SEVENNET]
 
 
 def _plain(frames, path: Path) -> None:
@@ -163,13 +164,24 @@ def run_metatrain(name: str, train, opt, test, workdir: Path) -> dict:
     return out
 
 
-def run_chgnet(train, test) -> dict:
-    """CHGNet's shipped weights, zero-shot, with a per-element energy shift."""
+def _chgnet():
     from chgnet.model import CHGNet
     from chgnet.model.dynamics import CHGNetCalculator
 
+    return CHGNetCalculator(CHGNet.load(verbose=False), use_device="cpu")
+
+
+def _sevennet():
+    from sevenn.calculator import SevenNetCalculator
+
+    return SevenNetCalculator("7net-0", device="cpu")
+
+
+def run_zero_shot(make_calculator, train, test) -> dict:
+    """A universal potential's shipped weights, zero-shot, with a per-element energy
+    shift fitted on the training frames."""
     t0 = time.perf_counter()
-    calc = CHGNetCalculator(CHGNet.load(verbose=False), use_device="cpu")
+    calc = make_calculator()
     predicted = []
     for a in train:
         b = a.copy()
@@ -184,6 +196,6 @@ def run_chgnet(train, test) -> dict:
 
 
 def run_anchor(name: str, train, opt, test, workdir: Path) -> dict:
-    if name == CHGNET:
-        return run_chgnet(train, test)
+    if name in (CHGNET, SEVENNET):
+        return run_zero_shot(_chgnet if name == CHGNET else _sevennet, train, test)
     return run_metatrain(name, train, opt, test, workdir)

@@ -30,7 +30,9 @@ __all__ = ["CORRECTION_SIGMA_FACTORS", "choose_correction_strength"]
 CORRECTION_SIGMA_FACTORS = (1.0, 3.0, 10.0, 30.0, 100.0, 1000.0)
 
 
-def choose_correction_strength(model, problem: LocalProblem, structures: list) -> list[dict]:
+def choose_correction_strength(
+    model, problem: LocalProblem, structures: list
+) -> tuple[dict, list[dict]]:
     """Scale ``problem.sigmas``: the energy sigma by one factor of
     :data:`CORRECTION_SIGMA_FACTORS`, the force and stress sigmas by another, the pair
     with the lowest cross-validated loss over ``model.n_folds`` folds of ``structures``.
@@ -38,7 +40,7 @@ def choose_correction_strength(model, problem: LocalProblem, structures: list) -
     The loss is the one U is learned on: the mean squared energy error per atom over
     the variance of the energy labels per atom, plus ``model.force_weight`` times the
     mean squared force error over the mean squared force label, on the held-out fold.
-    Returns each pair's loss.
+    Returns the chosen pair's record and every pair's.
     """
     sig_e, sig_f, _ = problem.sigmas
     with torch.no_grad():
@@ -73,7 +75,7 @@ def choose_correction_strength(model, problem: LocalProblem, structures: list) -
     best = min(scores, key=lambda r: r["loss"])
     f_e, f_d = best["energy_factor"], best["force_factor"]
     problem.sigmas = (problem.sigmas[0] * f_e, problem.sigmas[1] * f_d, problem.sigmas[2] * f_d)
-    return scores
+    return best, scores
 
 
 def _blocks(problem: LocalProblem, data, x_support: torch.Tensor) -> tuple:

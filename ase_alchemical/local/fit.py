@@ -215,9 +215,13 @@ def fit_state(
         run = optimize_potential_u(model, problem, train_data, opt_data, e0, rotated)
         with torch.no_grad():
             compression.U.copy_(run.best)
-    strengths = None
+    strengths = {}  # the record of the correction's strength, with a prior
     if model.prior is not None:
-        strengths = choose_correction_strength(model, problem, train_data + opt_data)
+        best, scores = choose_correction_strength(model, problem, train_data + opt_data)
+        strengths = {
+            "correction_sigma_factors": [best["energy_factor"], best["force_factor"]],
+            "correction_strengths": scores,
+        }
     weights, e0_final, precision, x_support = solve(problem, train_data, e0, model.progress)
     with torch.no_grad():
         ct = compress(support_env, compression)
@@ -232,21 +236,11 @@ def fit_state(
         energy_scale=float(problem.energy_scale), sigmas=list(problem.sigmas),
         precision=precision, loss_history=[] if run is None else run.history,
         best_step=None if run is None else run.best_step,
-        optimization={**summary, "solved_on": len(train), **_strength_record(strengths)},
+        optimization={**summary, "solved_on": len(train), **strengths},
         fit_time=time.perf_counter() - t0,
         support_features=x_support,
     )  # fmt: skip
     return state, problem, train_data, opt_data, e0
-
-
-def _strength_record(scores: list[dict] | None) -> dict:
-    if scores is None:
-        return {}
-    best = min(scores, key=lambda r: r["loss"])
-    return {
-        "correction_sigma_factors": [best["energy_factor"], best["force_factor"]],
-        "correction_strengths": scores,
-    }
 
 
 def held_out_loss(

@@ -227,3 +227,22 @@ def test_the_cli_trains_over_a_named_prior(frames, tmp_path, capsys):
     assert main(["train", "--kernel", "local", "--data", str(data), "--prior", "nope",
                  "--out", str(out), "--quiet"]) != 0  # fmt: skip
     assert "unknown prior 'nope'" in capsys.readouterr().err
+
+
+def test_a_missing_extra_and_an_unknown_load_parameter_are_named(model, tmp_path, monkeypatch):
+    import importlib
+
+    real_import = importlib.import_module
+
+    def no_sevenn(name, *args, **kwargs):  # as if the sevenn extra were not installed
+        if name.split(".")[0] == "sevenn":
+            raise ImportError("No module named 'sevenn'")
+        return real_import(name, *args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(importlib, "import_module", no_sevenn)
+        with pytest.raises(ImportError, match=r"ase-alchemical\[sevenn\]"):
+            resolve_prior("sevenn")
+    path = model.save(tmp_path / "pot.pt")
+    with pytest.raises(ValueError, match="no hyperparameters .*'zeta_typo'"):
+        load_model(path, zeta_typo=3)

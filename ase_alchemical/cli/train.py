@@ -48,6 +48,7 @@ _LOCAL_HYPERS = {
     "baseline": "baseline",
     "energy_sigma": "energy_sigma",
     "force_sigma": "force_sigma",
+    "two_body": "two_body",
     "prior": "prior",
 }
 #: local-potential options that are no model parameter (``train_potential``'s). Forces and
@@ -296,10 +297,26 @@ def _add_local_options(g: argparse._ArgumentGroup) -> None:
     g.add_argument("--force-sigma", type=float, help="force noise (eV/A)")
     g.add_argument("--energy-sigma", type=float, help="energy noise (eV/atom)")
     g.add_argument(
+        "--two-body", type=_optional_float, metavar="SIGMA",
+        help="prior sigma (eV/atom) of the two-body term (pair potentials on the radial "
+        "basis), or none for no two-body term",
+    )  # fmt: skip
+    g.add_argument(
         "--prior", metavar="NAME",
         help="learn a correction to this model's energies, forces and stress: emt, chgnet "
         "or sevenn (the last two: their extras); its strength is chosen by cross-validation",
     )  # fmt: skip
+
+
+def _optional_float(text: str) -> float | str:
+    """A number, or ``"none"`` (kept as text: an option left out is ``None``, which
+    :func:`_finish_train` fills with the model's default)."""
+    if text.strip().lower() == "none":
+        return "none"
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or none, got {text!r}") from None
 
 
 def _scaling(text: str) -> dict | None:
@@ -351,7 +368,7 @@ def _train_local(args: argparse.Namespace, hypers: dict | list) -> int:
         solve_on_opt=args.solve_on_opt,
         d_j=args.d_j, hypers=hypers, zeta=args.zeta, n_support=args.n_support,
         baseline=args.baseline, energy_sigma=args.energy_sigma, force_sigma=args.force_sigma,
-        prior=args.prior,
+        two_body=None if args.two_body == "none" else args.two_body, prior=args.prior,
         n_steps=args.steps, learning_rate=args.learning_rate, lr_schedule=args.lr_schedule,
         rotation=_ROTATION[args.rotation], n_folds=args.n_folds,
         init=args.init, seed=args.seed, device=args.device, progress=not args.quiet,

@@ -2,7 +2,7 @@
 
 A model file is one ``torch.save`` of a dict of plain containers and tensors::
 
-    {"format": "ase-alchemical-model", "format_version": 2, "package_version": "...",
+    {"format": "ase-alchemical-model", "format_version": 3, "package_version": "...",
      "params": "<JSON of the hyperparameters>", "hypers": "<JSON of the featomic hypers>",
      "state": {name: value, ...}}
 
@@ -45,7 +45,7 @@ __all__ = [
 ]
 
 MODEL_FORMAT = "ase-alchemical-model"
-MODEL_FORMAT_VERSION = 2
+MODEL_FORMAT_VERSION = 3
 
 
 def file_kind(params: dict) -> str:
@@ -167,8 +167,19 @@ _V1_PARAMS = {
     "n_folds": 5,
 }
 
+
+def upgrade_v2_to_v3(raw: dict) -> dict:
+    """Version 2 -> 3: a local potential gained a two-body term (``two_body``, on by
+    default since version 3); a version-2 local file was fitted without one, so its
+    ``two_body`` is ``None``. Structure-kernel files are unchanged."""
+    params = json.loads(raw["params"])
+    if file_kind(params) == "local":
+        params.setdefault("two_body", None)
+    return {**raw, "format_version": 3, "params": json.dumps(params)}
+
+
 #: ``UPGRADES[v]`` turns a raw version-v file dict into a version v + 1 one.
-UPGRADES = {1: upgrade_v1_to_v2}
+UPGRADES = {1: upgrade_v1_to_v2, 2: upgrade_v2_to_v3}
 
 
 # ------------------------------------------------------------------ files

@@ -12,6 +12,10 @@ kernel sums), v_v the virial per atom (stress times volume over the number of at
 delta the energy scale of the prior: ``w = (K_MM + Phi^T Phi)^-1 Phi^T t`` with the rows
 ``Phi`` and targets ``t`` divided by their sigmas (:func:`solve_weights`).
 
+Corrections to the reference energies and the weights of the two-body term
+(:mod:`~ase_alchemical.local.pair`) can be solved with w, as further columns of the rows
+under diagonal Gaussian priors (:meth:`LocalProblem.prior_precision`).
+
 The rows are differentiable with respect to U, so the same solve serves the optimization
 of U (:mod:`~ase_alchemical.local.fit`).
 """
@@ -29,6 +33,7 @@ from ..core.linalg import spd_solve
 from ..core.sampling import farthest_point_sampling
 from .environments import Environments
 from .kernel import derivative_rows, environment_features, kernel_rows
+from .pair import PairTerm
 
 __all__ = [
     "Labels",
@@ -152,24 +157,41 @@ class LocalProblem:
     #: Prior standard deviation (eV) of corrections to the reference energies solved
     #: together with the weights (``None``: the reference energies stay fixed).
     e0_prior: float | None = None
+    #: The two-body term solved with the weights (:mod:`~ase_alchemical.local.pair`), and
+    #: the prior standard deviation (eV) of its weights.
+    pair: PairTerm | None = None
+    pair_prior: float | None = None
+
+    @property
+    def n_e0(self) -> int:
+        """Number of reference-energy corrections solved (0 without ``e0_prior``)."""
+        return 0 if self.e0_prior is None else len(self.compression.species)
+
+    @property
+    def n_pair(self) -> int:
+        """Number of two-body weights solved (0 without ``pair``)."""
+        return 0 if self.pair is None else self.pair.n_features
 
     def prior_precision(self, k_mm: torch.Tensor) -> torch.Tensor:
-        """The prior precision of the solved parameters: K_MM for the weights, and
-        1 / e0_prior^2 for each reference-energy correction."""
-        if self.e0_prior is None:
+        """The prior precision of the solved parameters, block-diagonal: K_MM for the
+        kernel weights, 1 / e0_prior^2 for each reference-energy correction and
+        1 / pair_prior^2 for each two-body weight."""
+        extra = [(self.n_e0, self.e0_prior), (self.n_pair, self.pair_prior)]
+        diagonal = [torch.full((n,), 1 / p**2, dtype=k_mm.dtype, device=k_mm.device)
+                    for n, p in extra if n]  # fmt: skip
+        if not diagonal:
             return k_mm
-        n = len(self.compression.species)
-        out = k_mm.new_zeros((k_mm.shape[0] + n, k_mm.shape[0] + n))
-        out[: k_mm.shape[0], : k_mm.shape[0]] = k_mm
-        eye = torch.eye(n, dtype=k_mm.dtype, device=k_mm.device)
-        out[k_mm.shape[0] :, k_mm.shape[0] :] = eye / self.e0_prior**2
-        return out
+        return torch.block_diag(k_mm, torch.diag(torch.cat(diagonal)))
 
-    def split(self, solved: torch.Tensor, n_support: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """(kernel weights, reference-energy corrections) of a solved vector."""
-        if self.e0_prior is None:
-            return solved, solved.new_zeros(len(self.compression.species))
-        return solved[:n_support], solved[n_support:]
+    def split(
+        self, solved: torch.Tensor, n_support: int
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """(kernel weights, reference-energy corrections, two-body weights or ``None``) of
+        a solved vector."""
+        weights, e0, pair = solved.split([n_support, self.n_e0, self.n_pair])
+        if not self.n_e0:
+            e0 = solved.new_zeros(len(self.compression.species))
+        return weights, e0, (pair if self.n_pair else None)
 
     def support_features(self, u: torch.Tensor | None = None) -> torch.Tensor:
         return environment_features(self.support_env, self.compression, u)
@@ -182,7 +204,9 @@ class LocalProblem:
         forces: bool | None = None,
         stress: bool | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Weighted design rows and targets of one structure (energy, forces, stress)."""
+        """Weighted design rows and targets of one structure (energy, forces, stress):
+        columns the kernel weights, then the reference-energy corrections and the
+        two-body weights when they are solved."""
         forces = self.use_forces if forces is None else forces
         stress = self.use_stress if stress is None else stress
         stress = stress and data.labels.stress is not None
@@ -191,26 +215,34 @@ class LocalProblem:
         env = data.env
         x = environment_features(env, self.compression, u)
         k = kernel_rows(x, x_support, self.zeta).sum(0) / data.n_atoms
-        rows = [k[None] * (delta / sig_e)]
+        pair = None
+        if self.pair is not None:
+            pair = self.pair.rows(env, self.compression, u, strain=stress)
+        kernel = [k[None] * (delta / sig_e)]
+        e0 = [data.counts.to(x)[None] / data.n_atoms / sig_e] if self.n_e0 else []
+        two_body = [pair[0].to(x) / data.n_atoms / sig_e] if pair is not None else []
         targets = [x.new_tensor([data.residual_per_atom / sig_e])]
-        extra = 0 if self.e0_prior is None else len(self.compression.species)
         if forces or stress:
             d_pos, d_strain = derivative_rows(
                 env, self.compression, x_support, self.zeta, u, self.block_rows, strain=stress
             )
             if forces:
-                rows.append(-d_pos.flatten(0, 1) * (delta / sig_f))
+                kernel.append(-d_pos.flatten(0, 1) * (delta / sig_f))
+                if pair is not None:
+                    two_body.append(-pair[1].to(x).flatten(0, 1) / sig_f)
                 targets.append(data.labels.forces.to(x).flatten() / sig_f)
             if stress:
-                virial = d_strain[0][_VOIGT] / data.n_atoms
-                rows.append(virial * (delta / sig_s))
+                kernel.append(d_strain[0][_VOIGT] / data.n_atoms * (delta / sig_s))
+                if pair is not None:
+                    two_body.append(pair[2][0].to(x)[_VOIGT] / data.n_atoms / sig_s)
                 v = data.labels.stress.to(x) * data.labels.volume / data.n_atoms
                 targets.append(v / sig_s)
-        if extra:  # the reference-energy corrections act on the energy row only
-            counts = data.counts.to(x)[None] / data.n_atoms / sig_e
-            rows = [torch.cat([r, counts if i == 0 else r.new_zeros((len(r), extra))], 1)
-                    for i, r in enumerate(rows)]  # fmt: skip
-        return torch.cat(rows), torch.cat(targets)
+        columns = [torch.cat(kernel)]
+        if self.n_e0:  # the reference-energy corrections act on the energy row only
+            columns.append(torch.cat([e0[0], x.new_zeros((len(columns[0]) - 1, self.n_e0))]))
+        if pair is not None:
+            columns.append(torch.cat(two_body))
+        return torch.cat(columns, 1), torch.cat(targets)
 
 
 def solve_weights(
@@ -235,7 +267,7 @@ def normal_equations(
     """``Phi^T Phi`` and ``Phi^T t`` over structures (force and stress rows of all, or
     only of the structures in ``force_subset``: derivative rows through U's strain and
     position gradients are what a step of U costs)."""
-    m = x_support.shape[0] + (0 if problem.e0_prior is None else len(problem.compression.species))
+    m = x_support.shape[0] + problem.n_e0 + problem.n_pair
     normal = x_support.new_zeros((m, m))
     rhs = x_support.new_zeros(m)
     for i, data in enumerate(structures):
@@ -259,12 +291,17 @@ def atomic_energy_fn(
     energy_scale: float,
     e0: torch.Tensor,
     u: torch.Tensor | None = None,
+    pair: tuple[PairTerm, torch.Tensor] | None = None,
 ) -> Callable[[Environments], torch.Tensor]:
-    """``env -> (rows,)`` atomic energies ``e0(a_i) + delta k(x_i, X_M) w``."""
+    """``env -> (rows,)`` atomic energies ``e0(a_i) + delta k(x_i, X_M) w`` (plus the
+    two-body term ``phi_i . W`` with ``pair = (term, W)``)."""
 
     def energy(env: Environments) -> torch.Tensor:
         x = environment_features(env, compression, u)
         local = kernel_rows(x, x_support, zeta) @ weights * energy_scale
-        return local + e0[compression.rows(env.centers)]
+        out = local + e0[compression.rows(env.centers)]
+        if pair is not None:
+            out = out + pair[0].features(env, compression, u) @ pair[1]
+        return out
 
     return energy

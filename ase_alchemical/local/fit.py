@@ -20,6 +20,7 @@ import torch
 from ase import Atoms
 
 from ..core.compression import AlchemicalCompression
+from ..core.hypers import basis_shape
 from ..core.linalg import spd_factor
 from ..core.optimize import (
     AdamRun,
@@ -51,6 +52,7 @@ from .kernel import (
     environment_features,
     kernel_rows,
 )
+from .pair import PairTerm
 from .state import PotentialState
 
 __all__ = [
@@ -135,6 +137,15 @@ def support_environments(model, train_data, compression) -> Environments:
     return concatenate_rows(parts)
 
 
+def pair_term(model, compression, train_data) -> PairTerm | None:
+    """The two-body term of ``model`` (``None`` when ``two_body`` is), its feature scale
+    from the training environments under the initial U."""
+    if model.two_body is None:
+        return None
+    term = PairTerm(compression.d_j, basis_shape(model.hypers_)[1])
+    return term.fitted_scale([d.env for d in train_data], compression)
+
+
 def energy_scale(model, train_data, compression, support_env, forces: bool) -> float:
     """delta: given, else matched to the force labels (the prior force RMS of the kernel
     equals the RMS training force), else the spread of the residual energies per atom
@@ -177,8 +188,9 @@ def solve(problem: LocalProblem, structures, e0: torch.Tensor, progress: bool = 
         normal, rhs = normal_equations(problem, structures, x_support, progress=bar.update)
         bar.close()
         solved, precision = solve_weights(problem.prior_precision(k_mm), normal, rhs)
-        weights, correction = problem.split(solved, len(x_support))
-    return weights, e0 + torch.cat([correction, correction.new_zeros(1)]), precision, x_support
+        weights, correction, pair_weights = problem.split(solved, len(x_support))
+    e0 = e0 + torch.cat([correction, correction.new_zeros(1)])
+    return weights, e0, pair_weights, precision, x_support
 
 
 def fit_state(
@@ -204,6 +216,8 @@ def fit_state(
         (float(model.energy_sigma), float(model.force_sigma), float(model.stress_sigma)),
         use_forces=forces, use_stress=stress,
         e0_prior=None if model.e0_prior is None else float(model.e0_prior),
+        pair=pair_term(model, compression, train_data),
+        pair_prior=None if model.two_body is None else float(model.two_body),
     )  # fmt: skip
     n_weights = int(compression.U.numel())
     rotated = rotates(model.rotation, len(opt), n_weights)
@@ -222,7 +236,9 @@ def fit_state(
             "correction_sigma_factors": [best["energy_factor"], best["force_factor"]],
             "correction_strengths": scores,
         }
-    weights, e0_final, precision, x_support = solve(problem, train_data, e0, model.progress)
+    weights, e0_final, pair_weights, precision, x_support = solve(
+        problem, train_data, e0, model.progress
+    )
     with torch.no_grad():
         ct = compress(support_env, compression)
     summary = optimization_summary(
@@ -239,6 +255,8 @@ def fit_state(
         optimization={**summary, "solved_on": len(train), **strengths},
         fit_time=time.perf_counter() - t0,
         support_features=x_support,
+        pair_weights=pair_weights,
+        pair_scale=None if problem.pair is None else problem.pair.scale,
     )  # fmt: skip
     return state, problem, train_data, opt_data, e0
 
@@ -263,10 +281,11 @@ def held_out_loss(
     k_mm = kernel_rows(x_support, x_support, problem.zeta)
     normal, rhs = normal_equations(problem, solve_on, x_support, u, force_subset)
     solved, _ = solve_weights(problem.prior_precision(k_mm), normal, rhs)
-    weights, correction = problem.split(solved, len(x_support))
+    weights, correction, pair_weights = problem.split(solved, len(x_support))
     e0 = e0 + torch.cat([correction, correction.new_zeros(1)])
+    pair = None if pair_weights is None else (problem.pair, pair_weights)
     energy_fn = atomic_energy_fn(
-        problem.compression, x_support, weights, problem.zeta, problem.energy_scale, e0, u
+        problem.compression, x_support, weights, problem.zeta, problem.energy_scale, e0, u, pair
     )
     loss_e, loss_f = x_support.new_zeros(()), x_support.new_zeros(())
     n_f = 0

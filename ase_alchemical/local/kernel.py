@@ -254,7 +254,11 @@ def energy_and_gradients(
     leaf_env = Environments(leaves, env.species, env.centers, env.atom, env.structure, env.n_atoms)
     with torch.enable_grad():
         energies = atomic_energy(leaf_env)
-        d_c = torch.autograd.grad(energies.sum(), leaves, create_graph=create_graph)
+        # an energy need not use every l (a two-body term alone reads l = 0 only)
+        d_c = torch.autograd.grad(
+            energies.sum(), leaves, create_graph=create_graph, allow_unused=True,
+            materialize_grads=True,
+        )  # fmt: skip
     n_atoms = int(env.n_atoms.sum())
     rows_g = env.gradient_rows
     contrib = None

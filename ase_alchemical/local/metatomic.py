@@ -1,6 +1,7 @@
 """The local potential as a TorchScript module for metatomic
 (:func:`ase_alchemical.export.export_metatomic`): each atom's normalised compressed power
-spectrum against the support environments, plus its element's reference energy;
+spectrum against the support environments, plus its element's reference energy and
+the two-body term where the model has one;
 per-atom energies are an output, and ``selected_atoms`` (domain decomposition) selects
 the atoms whose energies are summed. Imports the optional metatomic stack."""
 
@@ -37,6 +38,14 @@ class LocalPotential(EnergyModule):
         self.register_buffer("e0", state.reference_energies.detach().cpu().to(torch.float64))
         self.zeta = int(model.zeta)
         self.energy_scale = float(state.energy_scale)
+        # the two-body term: its (d_J, d_J, N) weights on the compressed l = 0 coefficients
+        pair = model._pair_term()
+        d_j = int(state.compression.U.shape[1])
+        self.has_pair = pair is not None
+        table = torch.zeros((d_j, d_j, self.n_radial), dtype=torch.float64)
+        if pair is not None:
+            table = pair.weight_table(state.pair_weights.detach().cpu().to(torch.float64))
+        self.register_buffer("pair", table)
 
     def atomic_energies(
         self, systems: List[System]
@@ -50,13 +59,22 @@ class LocalPotential(EnergyModule):
             self.lmax1, self.n_radial,
         )  # fmt: skip
         flat: List[torch.Tensor] = []
+        compressed: List[torch.Tensor] = []
         for c in coefficients:
-            ct = torch.einsum("akmn,kj->amjn", c, self.U).flatten(2)  # (atoms, m, J N)
+            ct = torch.einsum("akmn,kj->amjn", c, self.U)  # (atoms, m, J, N)
+            compressed.append(ct)
+            ct = ct.flatten(2)  # (atoms, m, J N)
             flat.append((ct.transpose(1, 2) @ ct).flatten(1))
         p = torch.cat(flat, dim=1)
         x = p / torch.linalg.vector_norm(p, dim=1, keepdim=True).clamp_min(self.tiny)
         local = polynomial_kernel(x, self.support, self.zeta) @ self.weights * self.energy_scale
-        return local + self.e0[rows], system_index, atom_index
+        energies = local + self.e0[rows]
+        if self.has_pair:
+            # sum_{J, K, n} U[a_i, J] V[J, K, n] ct_i[K, n, 0]
+            centre = self.U[rows]  # (atoms, J)
+            ct0 = compressed[0][:, 0]  # (atoms, K, N)
+            energies = energies + torch.einsum("aj,jkn,akn->a", centre, self.pair, ct0)
+        return energies, system_index, atom_index
 
     def energy(
         self, systems: List[System], per_atom: bool, selected_atoms: Optional[Labels]

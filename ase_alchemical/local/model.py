@@ -3,12 +3,14 @@ and stress.
 
 A structure's energy is a sum of atomic terms (locality and additivity),
 
-    E(A) = sum_i [ e0(a_i) + delta * sum_m w_m (x_i . x_m)^zeta ]
+    E(A) = sum_i [ e0(a_i) + delta * sum_m w_m (x_i . x_m)^zeta + phi_i . V ]
 
 with x_i the normalised compressed power spectrum of atom i's environment
 (:mod:`~ase_alchemical.local.kernel`), e0 per-element reference energies (least squares
-on element counts), and w the weights of M support environments from a sparse GPR solve
-on energies, forces and stress (:mod:`~ase_alchemical.local.fit`). Forces and stress are
+on element counts), w the weights of M support environments and V those of a two-body
+term on the compressed radial density phi_i (:mod:`~ase_alchemical.local.pair`), both
+from one sparse GPR solve on energies, forces and stress
+(:mod:`~ase_alchemical.local.fit`). Forces and stress are
 exact derivatives of that energy; the model is extensive and local (each atomic term sees
 its cutoff sphere only) by construction.
 
@@ -44,6 +46,7 @@ from .kernel import (
     features_from_compressed,
     kernel_rows,
 )
+from .pair import PairTerm
 from .state import PotentialState
 
 __all__ = ["AlchemicalPotential"]
@@ -114,6 +117,12 @@ class AlchemicalPotential(AlchemicalModel):
     n_folds
         Folds of the rotation (and of the cross-validation that sets a correction's
         strength over a ``prior``).
+    two_body
+        Prior standard deviation (eV per atom) of a linear two-body term solved with the
+        kernel weights: pair potentials on the expansion's radial functions, one per
+        pair of elements through U (d_J x d_J x N weights,
+        :mod:`~ase_alchemical.local.pair`), which give the energy the dependence on the
+        density that the normalised kernel does not see. ``None``: no two-body term.
     prior
         A model whose energies, forces and stress the potential corrects instead of
         learning them from zero: ``"emt"``, ``"chgnet"`` or ``"sevenn"`` (the last two
@@ -172,6 +181,7 @@ class AlchemicalPotential(AlchemicalModel):
         step_force_structures: int | None = 4,
         rotation: bool | str = "auto",
         n_folds: int = 5,
+        two_body: float | None = 1.0,
         prior: str | object | None = None,
         device: str | torch.device | None = None,
         progress: bool = False,
@@ -192,6 +202,8 @@ class AlchemicalPotential(AlchemicalModel):
     def _check_params(self) -> None:
         if int(self.zeta) != self.zeta or self.zeta < 1:
             raise ValueError(f"zeta must be a positive integer, got {self.zeta}")
+        if self.two_body is not None and not self.two_body > 0:
+            raise ValueError(f"two_body must be > 0 or None, got {self.two_body}")
         for name in ("energy_sigma", "force_sigma", "stress_sigma"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
@@ -249,10 +261,11 @@ class AlchemicalPotential(AlchemicalModel):
         if opt:
             self.calibrate_uncertainty(labelled_opt)
             if solve_on_opt:  # calibrated on them first, while they were held out
-                weights, e0_final, precision, _ = solve(
+                weights, e0_final, pair_weights, precision, _ = solve(
                     problem, train_data + opt_data, e0, self.progress
                 )
                 state.weights, state.precision = weights, precision
+                state.pair_weights = pair_weights
                 state.reference_energies = e0_final[:-1].clone()
                 state.optimization["solved_on"] = len(train) + len(opt)
                 self._set_state(state)
@@ -262,9 +275,19 @@ class AlchemicalPotential(AlchemicalModel):
     def _energy_fn(self):
         s = self.state_
         e0 = torch.cat([s.reference_energies, s.reference_energies.new_zeros(1)])
+        pair = self._pair_term()
         return atomic_energy_fn(
-            s.compression, s.support_features, s.weights, int(self.zeta), s.energy_scale, e0
-        )
+            s.compression, s.support_features, s.weights, int(self.zeta), s.energy_scale, e0,
+            pair=None if pair is None else (pair, s.pair_weights),
+        )  # fmt: skip
+
+    def _pair_term(self) -> PairTerm | None:
+        """The fitted two-body term (``None`` without one)."""
+        s = self.state_
+        if s.pair_weights is None:
+            return None
+        n_radial = basis_shape(self.hypers_)[1]
+        return PairTerm(s.compression.d_j, n_radial, float(s.pair_scale))
 
     def _environments(self, atoms: Atoms, gradients: Sequence[str] = ()) -> Environments:
         env = compute_environments(
@@ -360,16 +383,22 @@ class AlchemicalPotential(AlchemicalModel):
         l_mm, l_a = self._factors()
         out = []
         with torch.no_grad():
+            pair = self._pair_term()
+            n_pair = 0 if pair is None else pair.n_features
             for atoms in frames:
-                x = environment_features(self._environments(atoms), s.compression)
+                env = self._environments(atoms)
+                x = environment_features(env, s.compression)
                 k_star = kernel_rows(x, s.support_features, int(self.zeta)).sum(0)
                 k_ss = kernel_rows(x, x, int(self.zeta)).sum()
-                v = k_star * s.energy_scale
-                if len(s.precision) > len(k_star):  # reference-energy corrections solved too
-                    counts = torch.zeros(len(s.precision) - len(k_star), dtype=v.dtype)
-                    rows = s.compression.rows(torch.as_tensor(atoms.numbers))
-                    counts = counts.index_add(0, rows.cpu(), torch.ones(len(atoms), dtype=v.dtype))
-                    v = torch.cat([v, counts.to(v.device)])
+                v = [k_star * s.energy_scale]
+                n_e0 = len(s.precision) - len(k_star) - n_pair
+                if n_e0:  # reference-energy corrections solved too
+                    rows = s.compression.rows(torch.as_tensor(atoms.numbers)).cpu()
+                    counts = torch.bincount(rows, minlength=n_e0).to(k_star)
+                    v.append(counts)
+                if pair is not None:
+                    v.append(pair.features(env, s.compression).sum(0).to(k_star))
+                v = torch.cat(v)
                 explained = quadratic_form(l_mm, k_star[:, None])[0]
                 prior = (k_ss - explained).clamp_min(0) * s.energy_scale**2
                 out.append(float(prior + quadratic_form(l_a, v[:, None])[0]))

@@ -41,6 +41,10 @@ class PotentialState(StateBase):
         The record of the fit every kind keeps (:class:`~ase_alchemical.core.state.StateBase`).
     support_features
         (M, F) features of the support environments (rebuilt at load).
+    pair_weights, pair_scale
+        Weights and feature scale of the two-body term
+        (:mod:`~ase_alchemical.local.pair`), ``None`` without one (and in files written
+        before it existed).
     """
 
     compression: AlchemicalCompression
@@ -52,3 +56,5 @@ class PotentialState(StateBase):
     sigmas: list
     precision: torch.Tensor
     support_features: torch.Tensor | None = derived()
+    pair_weights: torch.Tensor | None = None
+    pair_scale: float | None = None

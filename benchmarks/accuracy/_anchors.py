@@ -6,7 +6,7 @@
   metatomic-ase's calculator;
 - CHGNet and SevenNet-0 zero-shot: universal potentials that never saw these frames,
   their energies shifted by a per-element linear fit on the 80 training frames (their
-  reference is Materials Project's spin-polarised PBE(+U), not this data's PBEsol).
+  reference is Materials Project's spin-polarised PBE(+U), not this data's PBEsol);
 
 These need the ``bench`` extra (``pip install -e ".[bench]"``). Each anchor runs in its
 own process (see :mod:`potential_hea`), so the peak memory is its own; ``mtt train`` runs
@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 from _common import stress_agreement
+from _metals import metal_properties
 
 #: name -> (architecture, model hypers, training hypers, fit forces)
 METATRAIN = {
@@ -47,7 +48,11 @@ METATRAIN = {
 }
 CHGNET = "CHGNet 0.3.0 zero-shot, energies shifted per element on the 80"
 SEVENNET = "SevenNet-0 zero-shot, energies shifted per element on the 80"
-ANCHORS = [*METATRAIN, CHGNET, SEVENNET]
+#: the smaller training sets of the learning curves (the first N training frames)
+CURVE_SIZES = (10, 20, 40)
+CHGNET_CURVE = {f"CHGNet 0.3.0 zero-shot, energies shifted per element on {n}": n
+                for n in CURVE_SIZES}  # fmt: skip
+ANCHORS = [*METATRAIN, CHGNET, *CHGNET_CURVE, SEVENNET]
 
 
 def _plain(frames, path: Path) -> None:
@@ -177,25 +182,34 @@ def _sevennet():
     return SevenNetCalculator("7net-0", device="cpu")
 
 
+def _energies(calc, frames) -> np.ndarray:
+    out = []
+    for a in frames:
+        b = a.copy()
+        b.calc = calc
+        out.append(b.get_potential_energy())
+    return np.array(out)
+
+
 def run_zero_shot(make_calculator, train, test) -> dict:
     """A universal potential's shipped weights, zero-shot, with a per-element energy
     shift fitted on the training frames."""
     t0 = time.perf_counter()
     calc = make_calculator()
-    predicted = []
-    for a in train:
-        b = a.copy()
-        b.calc = calc
-        predicted.append(b.get_potential_energy())
-    shift = _per_element_shift(train, np.array(predicted))
+    shift = _per_element_shift(train, _energies(calc, train))
     fit_s = time.perf_counter() - t0
     out = _score(calc, test, energy_shift=shift)
     out["fit_s"] = fit_s
+    out["metals"] = metal_properties(
+        lambda frames: _energies(calc, frames), {s for a in train for s in a.symbols}
+    )
     out["peak_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return out
 
 
 def run_anchor(name: str, train, opt, test, workdir: Path) -> dict:
+    if name in CHGNET_CURVE:
+        return run_zero_shot(_chgnet, train[: CHGNET_CURVE[name]], test)
     if name in (CHGNET, SEVENNET):
         return run_zero_shot(_chgnet if name == CHGNET else _sevennet, train, test)
     return run_metatrain(name, train, opt, test, workdir)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from ase_alchemical import AlchemicalKRR, ModelFileError, load_model
+from ase_alchemical import AlchemicalKRR, AlchemicalPotential, ModelFileError, load_model
 from ase_alchemical.core.hypers import make_hypers
 from ase_alchemical.core.serialization import (
     MODEL_FORMAT_VERSION,
@@ -38,10 +38,10 @@ def _same(a, b) -> bool:
 
 
 @pytest.mark.parametrize("name", SHIPPED)
-def test_version_1_files_upgrade_to_the_shipped_version_2_files(name):
+def test_version_1_files_upgrade_to_the_shipped_version_2_files(name):  # read as version 3
     """Known answer: each version-1 file, read through the upgrade, holds exactly the
     state and hyperparameters of the shipped current-version file."""
-    assert MODEL_FORMAT_VERSION == 2 and set(UPGRADES) == {1}
+    assert MODEL_FORMAT_VERSION == 3 and set(UPGRADES) == {1, 2}
     old, new = read_model_file(V1 / f"{name}.pt"), read_model_file(model_path(name))
     assert old["format_version"] == 1 and new["format_version"] == 2
     assert old["params"] == new["params"] and old["hypers"] == new["hypers"]
@@ -54,6 +54,20 @@ def test_version_1_files_upgrade_to_the_shipped_version_2_files(name):
     assert params["center_resolved"] is False and params["radially_resolved"] is False
     assert name != "elpasolite-dj4" or params["lr_schedule"] == "constant"
     assert new["state"]["best_step"] == new["state"]["metadata"]["best_step"]
+
+
+def test_a_version_2_local_potential_has_no_two_body_term():
+    """Known answer: a version-2 local file was fitted without the two-body term (then
+    not part of the model); read through the upgrade it says so, whatever the current
+    default, and its state has no two-body weights."""
+    v2 = Path(__file__).resolve().parents[1] / "data" / "v2" / "local-emt.pt"
+    raw = torch.load(v2, weights_only=True)
+    assert raw["format_version"] == 2 and "two_body" not in raw["params"]
+    info = read_model_file(v2)
+    assert info["format_version"] == 2 and info["params"]["two_body"] is None
+    model = load_model(v2, device="cpu")
+    assert model.two_body is None and model.state_.pair_weights is None
+    assert AlchemicalPotential().two_body is not None  # the default the upgrade overrides
 
 
 def test_a_version_1_model_predicts_as_the_shipped_one():
@@ -69,7 +83,7 @@ def test_unknown_versions_and_bad_files_are_clear_errors(tmp_path):
     raw = torch.load(model_path("elpasolite-dj4"), weights_only=True)
     raw["format_version"] = MODEL_FORMAT_VERSION + 1
     torch.save(raw, tmp_path / "future.pt")
-    with pytest.raises(ModelFileError, match="reads versions 1 to 2.*upgrade ase-alchemical"):
+    with pytest.raises(ModelFileError, match="reads versions 1 to 3.*upgrade ase-alchemical"):
         read_model_file(tmp_path / "future.pt")
     old = torch.load(V1 / "elpasolite-dj4.pt", weights_only=True)
     del old["y_mean"]

@@ -121,10 +121,10 @@ def test_shipped_default_model_exports(tmp_path):
         unknown.get_potential_energy()
 
 
-@pytest.fixture(scope="module")
-def potential():
+@pytest.fixture(scope="module", params=[None, 1.0], ids=["kernel", "kernel + two-body"])
+def potential(request):
     """A local potential over the elpasolite elements, fitted to Morse energies, forces
-    and stress of rattled crystals."""
+    and stress of rattled crystals (without and with the two-body term)."""
     frames = []
     for atoms in _crystals(10, seed=3):
         atoms.rattle(0.1, seed=len(frames))
@@ -134,7 +134,8 @@ def potential():
         atoms.info["stress"] = atoms.get_stress()
         atoms.calc = None
         frames.append(atoms)
-    model = AlchemicalPotential(d_j=2, hypers=NEAR, n_support=60, n_steps=0)
+    model = AlchemicalPotential(d_j=2, hypers=NEAR, n_support=60, n_steps=0,
+                                two_body=request.param)  # fmt: skip
     return model.fit(frames[:8], frames[8:], forces=True, stress=True)
 
 

@@ -62,6 +62,14 @@ def elpasolite_potential():
 
 
 @pytest.fixture(scope="module")
+def pair_potential():
+    """The elpasolite potential with the two-body term."""
+    frames = _label_morse(_rattled_elpasolites(12))
+    model = AlchemicalPotential(d_j=2, hypers=SMALL, n_support=60, n_steps=0, two_body=1.0)
+    return model.fit(frames[:10], frames[10:], forces=True, stress=True)
+
+
+@pytest.fixture(scope="module")
 def hea_potential(hea_frames):
     train, opt, _ = split_by_index(hea_frames)
     model = AlchemicalPotential(d_j=3, hypers=SMALL, n_support=120, n_steps=0)
@@ -93,26 +101,33 @@ def _cluster():
     return cluster
 
 
-@pytest.mark.parametrize("which", ["hea", "elpasolite", "cluster"])
-def test_forces_equal_finite_differences(which, hea_potential, elpasolite_potential, hea_frames):
+@pytest.mark.parametrize("which", ["hea", "elpasolite", "cluster", "two-body", "two-body cluster"])
+def test_forces_equal_finite_differences(
+    which, hea_potential, elpasolite_potential, pair_potential, hea_frames
+):
     if which == "hea":
         model, atoms = hea_potential, hea_frames[0]
-    elif which == "elpasolite":
-        model, atoms = elpasolite_potential, _rattled_elpasolites(1, seed=7)[0]
+    elif which in ("elpasolite", "two-body"):
+        model = elpasolite_potential if which == "elpasolite" else pair_potential
+        atoms = _rattled_elpasolites(1, seed=7)[0]
     else:
-        model, atoms = elpasolite_potential, _cluster()
+        model = elpasolite_potential if which == "cluster" else pair_potential
+        atoms = _cluster()
     _, gradients, _ = model.energy_and_derivatives([atoms], strain=False)
     for atom, axis in [(0, 0), (len(atoms) // 2, 1), (len(atoms) - 1, 2)]:
         fd = _finite_difference(model, atoms, atom, axis)
         assert gradients[0][atom, axis] == pytest.approx(fd, rel=1e-4, abs=1e-6)
 
 
-@pytest.mark.parametrize("which", ["hea", "elpasolite"])
-def test_stress_equals_strain_derivative(which, hea_potential, elpasolite_potential, hea_frames):
-    model, atoms = (
-        (hea_potential, hea_frames[0]) if which == "hea"
-        else (elpasolite_potential, _rattled_elpasolites(1, seed=8)[0])
-    )  # fmt: skip
+@pytest.mark.parametrize("which", ["hea", "elpasolite", "two-body"])
+def test_stress_equals_strain_derivative(
+    which, hea_potential, elpasolite_potential, pair_potential, hea_frames
+):
+    model, atoms = {
+        "hea": (hea_potential, hea_frames[0]),
+        "elpasolite": (elpasolite_potential, _rattled_elpasolites(1, seed=8)[0]),
+        "two-body": (pair_potential, _rattled_elpasolites(1, seed=8)[0]),
+    }[which]
     _, _, virials = model.energy_and_derivatives([atoms], strain=True)
     virial = virials[0]
     for i, j in [(0, 0), (2, 2), (0, 1), (1, 2)]:
@@ -140,6 +155,57 @@ def test_design_rows_match_autograd(hea_frames):
     _, _, grad, virial = energy_and_gradients(env, energy, strain=True)
     torch.testing.assert_close(d_pos @ w, grad)
     torch.testing.assert_close((d_strain[0] @ w).reshape(3, 3), virial[0])
+
+
+def test_two_body_rows_match_autograd(hea_frames):
+    """The two-body term's energy, force and virial rows are the derivatives of its
+    features' sum, and the table form of its weights gives the same atomic energies."""
+    from ase_alchemical.core.compression import AlchemicalCompression
+    from ase_alchemical.local.pair import PairTerm
+
+    atoms = hea_frames[0]
+    compression = AlchemicalCompression(sorted(set(atoms.numbers)), 2, init="random")
+    env = compute_environments([atoms], SMALL, ["positions", "strain"])
+    term = PairTerm(2, 4).fitted_scale([env], compression)
+    assert term.scale > 0 and term.n_features == 2 * 2 * 4
+    w = torch.randn(term.n_features, dtype=torch.float64)
+    energy, d_pos, d_strain = term.rows(env, compression, strain=True)
+
+    def atomic(e):
+        return term.features(e, compression) @ w
+
+    energies, total, grad, virial = energy_and_gradients(env, atomic, strain=True)
+    torch.testing.assert_close(energy @ w, total)
+    torch.testing.assert_close(d_pos @ w, grad)
+    torch.testing.assert_close((d_strain[0] @ w).reshape(3, 3), virial[0])
+    # the table form, on the coefficients compressed by U
+    table = term.weight_table(w)
+    u = torch.cat([compression.U, compression.U.new_zeros((1, 2))])
+    ct0 = torch.einsum("rkn,rkd->rdn", env.coefficients[0][:, 0], u[compression.rows(env.species)])
+    centre = u[compression.rows(env.centers)]
+    torch.testing.assert_close(torch.einsum("rj,jkn,rkn->r", centre, table, ct0), energies)
+
+
+@pytest.mark.parametrize("d_j", [2, None])
+def test_two_body_term_recovers_a_pair_potential(d_j):
+    """Labels from a pair potential (Morse, within the cutoff): with the two-body term the
+    held-out errors fall well below the kernel's alone: with U the identity (the term
+    spans a pair potential per pair of elements) the forces' by half; through d_J = 2
+    pseudo-elements the energies' by two thirds. A prior that is not positive is a clear
+    error."""
+    frames = _label_morse(_rattled_elpasolites(24, seed=5, amplitude=0.15))
+    scores = {}
+    for two_body in (None, 1.0):
+        model = AlchemicalPotential(
+            d_j=d_j, hypers=SMALL, n_support=40, n_steps=0, two_body=two_body,
+            energy_sigma=1e-3, force_sigma=1e-2,
+        )  # fmt: skip
+        scores[two_body] = model.fit(frames[:16], forces=True).score(frames[18:])
+    key = "force_mae" if d_j is None else "energy_mae"
+    assert scores[1.0][key] < (0.5 if d_j is None else 0.33) * scores[None][key]
+    assert scores[1.0]["force_mae"] < scores[None]["force_mae"]
+    with pytest.raises(ValueError, match="two_body"):
+        AlchemicalPotential(two_body=0.0).fit(frames[:2])
 
 
 def test_extensive_and_same_forces_in_a_supercell(elpasolite_potential):
@@ -279,7 +345,9 @@ def test_nve_conserves_energy_and_relaxation_descends(elpasolite_potential):
     assert np.all(np.diff(energies) < 1e-8)
 
 
-def test_save_and_load_give_the_same_predictions(hea_potential, hea_frames, tmp_path):
+def test_save_and_load_give_the_same_predictions(
+    hea_potential, pair_potential, hea_frames, tmp_path
+):
     path = hea_potential.save(tmp_path / "hea.pt")
     loaded = load_model(path)
     assert isinstance(loaded, AlchemicalPotential)
@@ -287,6 +355,14 @@ def test_save_and_load_give_the_same_predictions(hea_potential, hea_frames, tmp_
     np.testing.assert_allclose(loaded.predict([atoms]), hea_potential.predict([atoms]), rtol=1e-12)
     np.testing.assert_allclose(
         loaded.predict_std([atoms]), hea_potential.predict_std([atoms]), rtol=1e-8
+    )
+    pair_loaded = load_model(pair_potential.save(tmp_path / "pair.pt"))
+    atoms = _rattled_elpasolites(1, seed=9)[0]
+    assert pair_loaded.two_body == 1.0
+    np.testing.assert_allclose(pair_loaded.predict([atoms]), pair_potential.predict([atoms]),
+                               rtol=1e-12)  # fmt: skip
+    np.testing.assert_allclose(
+        pair_loaded.predict_std([atoms]), pair_potential.predict_std([atoms]), rtol=1e-8
     )
     from ase_alchemical import AlchemicalKRR
 
@@ -385,6 +461,20 @@ def test_cli_trains_and_evaluates_a_local_potential(hea_file, hea_frames, tmp_pa
     assert code == 0 and out.is_file()
     printed = capsys.readouterr().out
     assert "test energy MAE" in printed and "test force MAE" in printed
+    # the two-body term: on with a prior sigma, off with none (whatever the default)
+    for value, expected in (("0.5", 0.5), ("none", None)):
+        assert main([
+            "train", "--kernel", "local", "--data", str(data), "--d-j", "2", "--steps", "0",
+            "--n-support", "40", "--max-radial", "2", "--max-angular", "2", "--cutoff", "4",
+            "--two-body", value, "--out", str(tmp_path / "tb.pt"), "--quiet",
+        ]) == 0  # fmt: skip
+        loaded = load_model(tmp_path / "tb.pt")
+        assert loaded.two_body == expected
+        assert (loaded.state_.pair_weights is None) == (expected is None)
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        main(["train", "--kernel", "local", "--data", str(data), "--two-body", "soft"])
+    assert "expected a number or none" in capsys.readouterr().err
     plot = tmp_path / "parity.png"
     assert main(["evaluate", str(out), "--data", str(data), "--plot", str(plot)]) == 0
     assert plot.is_file() and plot.stat().st_size > 1000

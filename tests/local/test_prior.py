@@ -115,10 +115,11 @@ def test_where_a_correction_cannot_help_the_model_returns_to_the_prior():
     frames = _label(_alloys(24, seed=2), noise=0.05, seed=3)
     model = _fit("emt", frames)
     factors = model.optimization_["correction_sigma_factors"]
-    assert min(factors) >= 100, model.optimization_["correction_strengths"]
+    # both sigmas scaled up at least tenfold: the noise is left to the prior
+    assert min(factors) >= 10, model.optimization_["correction_strengths"]
     test = frames[18:]
     ours, prior_alone = _errors(_ours(model), test), _errors(_emt, test)
-    assert ours[1] < 1.05 * prior_alone[1]
+    assert ours[1] < 1.01 * prior_alone[1]
 
 
 def test_forces_and_stress_are_derivatives_of_prior_plus_correction(model, frames):

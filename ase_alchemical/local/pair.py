@@ -60,7 +60,7 @@ class PairTerm:
 
     @property
     def n_features(self) -> int:
-        """Number of weights V: d_J x d_J x N."""
+        """The number of weights V, d_J x d_J x N."""
         return self.d_j * self.d_j * self.n_radial
 
     @staticmethod

@@ -10,8 +10,8 @@ ACWF verification study, non-spin-polarised like the HEA labels:
   PBEsol extension of E. Bosoni et al., Nat. Rev. Phys. 6, 45 (2024));
 * bulk moduli, **PBE** (no PBEsol bulk moduli are published with that set):
   ``acwf_paper_plots/code-data/results-unaries-verification-PBE-v1-AE-average.json`` of
-  the same repository (Bosoni et al. 2024). PBEsol bulk moduli of the transition metals
-  are typically 5-15 % above PBE's, which this comparison leaves in.
+  the same repository (Bosoni et al. 2024). The difference between the two
+  functionals is left in this comparison.
 
 The metals are the elements of the alloy data whose ground state is bcc or fcc. Each
 model's E(V) is evaluated on the conventional cubic cell at 11 volumes, 0.90 to 1.10

@@ -356,7 +356,7 @@ def _metal_lines(results: dict) -> list[str]:
         "Phys. 6, 45 (2024); github.com/aiidateam/acwf-verification-scripts), "
         "non-spin-polarised as the labels are: lattice constants PBEsol (the labels' "
         "functional), bulk moduli PBE (no PBEsol bulk moduli are published with that set; "
-        "PBEsol's are typically 5-15 % higher). No pure-metal frame is among the "
+        "the functionals' difference is left in). No pure-metal frame is among the "
         "training frames: this is extrapolation from the alloys. A minimum outside the "
         "window is marked *: that metal counts as outside both tolerances and is left out "
         "of the means.",

@@ -30,12 +30,12 @@ _SHARED_HYPERS = {
     "d_j": "d_j", "zeta": "zeta", "n_support": "n_support", "steps": "n_steps",
     "learning_rate": "learning_rate", "lr_schedule": "lr_schedule", "rotation": "rotation",
     "n_folds": "n_folds", "init": "init", "seed": "seed",
+    "radially_resolved": "radially_resolved",
 }  # fmt: skip
 #: structure-kernel options whose default is an ``AlchemicalKRR`` parameter
 _STRUCTURE_HYPERS = {
     "normalization": "normalization", "regularizer": "regularizer", "solver": "solver",
     "gradient_flow": "gradient_flow", "step_train_size": "step_train_size",
-    "radially_resolved": "radially_resolved",
 }  # fmt: skip
 #: structure-kernel options that are no model parameter: the split and the final solve of
 #: ``train_elpasolite_model``, and the inverse of ``learn_regularizer``
@@ -199,6 +199,10 @@ def _add_optimization_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n-folds", type=int, help="folds of the rotation")
     p.add_argument("--init", choices=["elements", "random"], help="initial U")
     p.add_argument("--seed", type=int, help="seed of a random U and the step subsets")
+    p.add_argument(
+        "--radially-resolved", action="store_true", default=None,
+        help="learn one U per radial basis function (of each scale) instead of one for all",
+    )  # fmt: skip
 
 
 def _add_feature_options(p: argparse.ArgumentParser) -> None:
@@ -276,10 +280,6 @@ def _add_structure_options(g: argparse._ArgumentGroup) -> None:
     g.add_argument(
         "--normalization", choices=["normalized", "mean"], help="structure feature normalization"
     )
-    _flag(
-        g, "--radially-resolved",
-        "learn one U per radial basis function (of each scale) instead of one for all",
-    )  # fmt: skip
 
 
 def _add_local_options(g: argparse._ArgumentGroup) -> None:
@@ -371,7 +371,8 @@ def _train_local(args: argparse.Namespace, hypers: dict | list) -> int:
         two_body=None if args.two_body == "none" else args.two_body, prior=args.prior,
         n_steps=args.steps, learning_rate=args.learning_rate, lr_schedule=args.lr_schedule,
         rotation=_ROTATION[args.rotation], n_folds=args.n_folds,
-        init=args.init, seed=args.seed, device=args.device, progress=not args.quiet,
+        init=args.init, seed=args.seed, radially_resolved=args.radially_resolved,
+        device=args.device, progress=not args.quiet,
     )  # fmt: skip
     test = report["test"]
     print(f"saved {args.out}")

@@ -267,6 +267,18 @@ class AlchemicalCompression(torch.nn.Module):
         rows[known] = self._lookup[numbers[known]]
         return rows
 
+    def mixing_rows(self, numbers: torch.Tensor, u: torch.Tensor | None = None) -> torch.Tensor:
+        """U's rows of atomic numbers (0 = padding, the zero row), differentiable with
+        respect to U (or ``u`` in its place): shape ``numbers.shape + (d_J,)``, or
+        ``numbers.shape + (C, d_J)`` for a radially resolved U (one row per radial
+        channel C)."""
+        u = self.U if u is None else u
+        rows = self.rows(numbers)
+        if u.dim() == 2:
+            return torch.cat([u, u.new_zeros((1, u.shape[1]))])[rows]
+        u_pad = torch.cat([u, u.new_zeros((u.shape[0], 1, u.shape[2]))], 1)
+        return u_pad[:, rows].movedim(0, -2)
+
     def forward(self, spectrum: PairSpectrum) -> torch.Tensor:
         """Compressed power spectrum summed over atoms, shape (S, n_features)."""
         if self.radial_shapes is not None:

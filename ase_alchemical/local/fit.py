@@ -20,7 +20,7 @@ import torch
 from ase import Atoms
 
 from ..core.compression import AlchemicalCompression
-from ..core.hypers import basis_shape
+from ..core.hypers import basis_shape, basis_shapes
 from ..core.linalg import spd_factor
 from ..core.optimize import (
     AdamRun,
@@ -204,7 +204,10 @@ def fit_state(
     d_j, init = model.d_j, model.init
     if d_j is None:
         d_j, init = len(species), "identity"
-    compression = AlchemicalCompression(species, d_j, init=init, seed=model.seed)
+    radial = basis_shapes(model.hypers_) if model.radially_resolved else None
+    compression = AlchemicalCompression(
+        species, d_j, init=init, seed=model.seed, radial_shapes=radial
+    )
     compression.to(model.torch_device)
     train_data = structure_data(model, train, forces, stress)
     opt_data = structure_data(model, opt, forces, False) if opt else []

@@ -43,16 +43,21 @@ __all__ = [
 ]
 
 
+#: contraction of coefficients (rows, m, K, N) with U's rows of their K species channels:
+#: (rows, K, d_J), or (rows, K, N, d_J) for a radially resolved U (one U per n)
+_MIX = {3: "rmkn,rkd->rmdn", 4: "rmkn,rknd->rmdn"}
+#: the same for gradient samples (g, 3 or 9, m, K, N)
+_MIX_GRAD = {3: "gamkn,gkd->gamdn", 4: "gamkn,gknd->gamdn"}
+
+
 def compress(
     env: Environments, compression: AlchemicalCompression, u: torch.Tensor | None = None
 ) -> list[torch.Tensor]:
     """Compressed coefficients per l, ``(rows, 2l + 1, d_J N)``, with U or ``u``."""
-    u = compression.U if u is None else u
-    u_pad = torch.cat([u, u.new_zeros((1, u.shape[1]))])
-    u_rows = u_pad[compression.rows(env.species)]  # (R, K, d_J)
+    u_rows = compression.mixing_rows(env.species, u)  # (R, K, [N,] d_J)
     out = []
     for c in env.coefficients:
-        ct = torch.einsum("rmkn,rkd->rmdn", c.to(u.dtype), u_rows)
+        ct = torch.einsum(_MIX[u_rows.dim()], c.to(u_rows.dtype), u_rows)
         out.append(ct.reshape(ct.shape[0], ct.shape[1], -1))
     return out
 
@@ -104,7 +109,7 @@ def _compressed_gradients(grads: list[torch.Tensor], u_rows: torch.Tensor) -> to
     """Gradients of the coefficients compressed like them: (samples, D, Q)."""
     out = []
     for g in grads:
-        t = torch.einsum("gamkn,gkd->gamdn", g.to(u_rows.dtype), u_rows)
+        t = torch.einsum(_MIX_GRAD[u_rows.dim()], g.to(u_rows.dtype), u_rows)
         out.append(t.flatten(2))
     return torch.cat(out, dim=2)
 
@@ -188,8 +193,7 @@ def derivative_rows(
     if strain and env.strain_gradients is None:
         raise ValueError("these environments were computed without strain gradients")
     u = compression.U if u is None else u
-    u_pad = torch.cat([u, u.new_zeros((1, u.shape[1]))])
-    u_rows = u_pad[compression.rows(env.species)]
+    u_rows = compression.mixing_rows(env.species, u)
     ct = compress(env, compression, u)
     x, norm = features_from_compressed(ct)
     n_support = x_support.shape[0]

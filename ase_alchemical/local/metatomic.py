@@ -32,7 +32,10 @@ class LocalPotential(EnergyModule):
         self.expansion = SphericalExpansion(**hypers)
         shape = basis_shapes(hypers)[0]
         self.lmax1, self.n_radial = int(shape[0]), int(shape[1])
-        self.register_buffer("U", state.compression.U.detach().cpu().to(torch.float64))
+        # one U per radial function (N, n_species, d_J) when radially resolved
+        u = state.compression.U.detach().cpu().to(torch.float64)
+        self.radial = u.dim() == 3
+        self.register_buffer("U", u if self.radial else u[None])
         self.register_buffer("support", state.support_features.detach().cpu().to(torch.float64))
         self.register_buffer("weights", state.weights.detach().cpu().to(torch.float64))
         self.register_buffer("e0", state.reference_energies.detach().cpu().to(torch.float64))
@@ -40,7 +43,7 @@ class LocalPotential(EnergyModule):
         self.energy_scale = float(state.energy_scale)
         # the two-body term: its (d_J, d_J, N) weights on the compressed l = 0 coefficients
         pair = model._pair_term()
-        d_j = int(state.compression.U.shape[1])
+        d_j = int(state.compression.U.shape[-1])
         self.has_pair = pair is not None
         table = torch.zeros((d_j, d_j, self.n_radial), dtype=torch.float64)
         if pair is not None:
@@ -61,7 +64,9 @@ class LocalPotential(EnergyModule):
         flat: List[torch.Tensor] = []
         compressed: List[torch.Tensor] = []
         for c in coefficients:
-            ct = torch.einsum("akmn,kj->amjn", c, self.U)  # (atoms, m, J, N)
+            # (atoms, m, J, N); a U of one channel serves every n
+            u = self.U if self.radial else self.U.expand(self.n_radial, -1, -1)
+            ct = torch.einsum("akmn,nkj->amjn", c, u)
             compressed.append(ct)
             ct = ct.flatten(2)  # (atoms, m, J N)
             flat.append((ct.transpose(1, 2) @ ct).flatten(1))
@@ -70,10 +75,10 @@ class LocalPotential(EnergyModule):
         local = polynomial_kernel(x, self.support, self.zeta) @ self.weights * self.energy_scale
         energies = local + self.e0[rows]
         if self.has_pair:
-            # sum_{J, K, n} U[a_i, J] V[J, K, n] ct_i[K, n, 0]
-            centre = self.U[rows]  # (atoms, J)
+            # sum_{J, K, n} U_n[a_i, J] V[J, K, n] ct_i[K, n, 0]
+            centre = self.U[:, rows].expand(self.n_radial, -1, -1)  # (N, atoms, J)
             ct0 = compressed[0][:, 0]  # (atoms, K, N)
-            energies = energies + torch.einsum("aj,jkn,akn->a", centre, self.pair, ct0)
+            energies = energies + torch.einsum("naj,jkn,akn->a", centre, self.pair, ct0)
         return energies, system_index, atom_index
 
     def energy(

@@ -29,9 +29,10 @@ import numpy as np
 import torch
 from ase import Atoms
 
+from ..core.compression import AlchemicalCompression
 from ..core.estimator import AlchemicalModel, as_frames
 from ..core.gp import calibration_scale, quadratic_form
-from ..core.hypers import basis_shape, hypers_list
+from ..core.hypers import basis_shape, basis_shapes, hypers_list
 from ..core.linalg import cholesky, spd_factor
 from ..core.optimize import LR_SCHEDULES, rotates
 from ..core.priors import Prior, resolve_prior
@@ -97,6 +98,11 @@ class AlchemicalPotential(AlchemicalModel):
         Initial U: ``"elements"`` (kernel PCA of electronegativity and radius),
         ``"random"``, ``"identity"`` or an array (see
         :class:`~ase_alchemical.core.compression.AlchemicalCompression`).
+    radially_resolved
+        Learn one U per radial basis function n, ``ct[J, n, l, m] = sum_a U_n[a, J]
+        c[a, n, l, m]`` (the species mixed at the density level per radial channel, as
+        in Lopanitsyna et al., Phys. Rev. Mater. 7, 045802 (2023)), every U_n starting
+        from ``init``; same feature length, N times the mixing weights. Needs ``d_j``.
     seed
         Seed of the random parts (initial U, force subsets, folds).
     n_steps
@@ -173,6 +179,7 @@ class AlchemicalPotential(AlchemicalModel):
         stress_sigma: float = 0.05,
         energy_scale: float | None = None,
         init: str | np.ndarray = "elements",
+        radially_resolved: bool = False,
         seed: int = 0,
         n_steps: int = 20,
         learning_rate: float = 0.01,
@@ -202,6 +209,11 @@ class AlchemicalPotential(AlchemicalModel):
     def _check_params(self) -> None:
         if int(self.zeta) != self.zeta or self.zeta < 1:
             raise ValueError(f"zeta must be a positive integer, got {self.zeta}")
+        if self.radially_resolved and self.d_j is None:
+            raise ValueError(
+                "radially_resolved needs a compression (d_j): plain SOAP (d_j=None) has no "
+                "U to resolve"
+            )
         if self.two_body is not None and not self.two_body > 0:
             raise ValueError(f"two_body must be > 0 or None, got {self.two_body}")
         for name in ("energy_sigma", "force_sigma", "stress_sigma"):
@@ -434,6 +446,10 @@ class AlchemicalPotential(AlchemicalModel):
                 "and not TorchScript: only a potential without a prior can be exported"
             )
         return LocalPotential(self)
+
+    def _loaded_compression(self, species: list[int], u: torch.Tensor) -> AlchemicalCompression:
+        radial = basis_shapes(self.hypers_) if self.radially_resolved else None
+        return AlchemicalCompression(species, u.shape[-1], init=u, radial_shapes=radial)
 
     @classmethod
     def _loaded_params(cls, stored: dict, given: dict) -> dict:

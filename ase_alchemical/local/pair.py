@@ -21,6 +21,9 @@ are solved with the kernel weights under a Gaussian prior of standard deviation
 ``two_body`` (eV) each; ``s``, the root-mean-square norm of the training environments'
 features under the initial U, makes that the scale of the term's energy per atom.
 
+With one U per radial function (``radially_resolved``), each n mixes by its own U_n, the
+centre's row included: ``sum U_n[a_i, J] V[J, K, n] ct_i[K, n, 0]``.
+
 Everything is linear in the coefficients, so the term's energy, force and virial rows
 come from featomic's coefficient gradients directly (:meth:`PairTerm.rows`), and in
 prediction it is part of each atom's energy (forces by the same autograd as the kernel
@@ -65,17 +68,21 @@ class PairTerm:
 
     @staticmethod
     def _u_rows(env: Environments, compression: AlchemicalCompression, u):
-        """U's rows of each row's centre (rows, d_J) and of its K channels (rows, K, d_J)."""
-        u = compression.U if u is None else u
-        u_pad = torch.cat([u, u.new_zeros((1, u.shape[1]))])
-        return u_pad[compression.rows(env.centers)], u_pad[compression.rows(env.species)]
+        """U's rows of each row's centre (rows, [N,] d_J) and of its K channels
+        (rows, K, [N,] d_J); the N axis for a radially resolved U."""
+        return compression.mixing_rows(env.centers, u), compression.mixing_rows(env.species, u)
 
     def _outer(self, centre: torch.Tensor, c0: torch.Tensor, channels: torch.Tensor):
         """``U[a_i] (x) ct_i[., n, 0]`` over s, flattened: (X, ..., d_J d_J N) for
-        ``c0`` (X, ..., K, N) and the rows of U of the centre (X, d_J) and channels
-        (X, K, d_J)."""
-        ct = torch.einsum("x...kn,xkd->x...dn", c0.to(channels.dtype), channels)
-        out = torch.einsum("xj,x...dn->x...jdn", centre, ct)
+        ``c0`` (X, ..., K, N) and the rows of U of the centre (X, [N,] d_J) and channels
+        (X, K, [N,] d_J). With one U per radial function n, the centre's row is that
+        of the same n: ``U_n[a_i, J] V[J, K, n] ct_i[K, n, 0]``."""
+        if centre.dim() == 2:
+            ct = torch.einsum("x...kn,xkd->x...dn", c0.to(channels.dtype), channels)
+            out = torch.einsum("xj,x...dn->x...jdn", centre, ct)
+        else:
+            ct = torch.einsum("x...kn,xknd->x...dn", c0.to(channels.dtype), channels)
+            out = torch.einsum("xnj,x...dn->x...jdn", centre, ct)
         return out.flatten(-3) / self.scale
 
     def features(

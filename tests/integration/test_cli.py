@@ -157,7 +157,7 @@ def test_malformed_structure_file_and_missing_device_are_one_line(tmp_path, caps
 @pytest.mark.parametrize(
     "option",
     [["--solver", "full"], ["--n-train", "100"], ["--gradient-flow", "detach"],
-     ["--regularizer", "0.01"], ["--radially-resolved"], ["--refit-on-all"]],
+     ["--regularizer", "0.01"], ["--refit-on-all"]],
 )  # fmt: skip
 def test_structure_options_are_an_error_for_a_local_potential(option, capsys):
     with pytest.raises(SystemExit) as info:
@@ -203,12 +203,12 @@ def test_train_defaults_are_the_constructors(capsys):
     rotation = {"auto": "auto", True: "on", False: "off"}
     shared = {"d_j": "d_j", "zeta": "zeta", "n_support": "n_support", "steps": "n_steps",
               "learning_rate": "learning_rate", "lr_schedule": "lr_schedule",
-              "n_folds": "n_folds", "init": "init", "seed": "seed"}  # fmt: skip
+              "n_folds": "n_folds", "init": "init", "seed": "seed",
+              "radially_resolved": "radially_resolved"}  # fmt: skip
     own = {
         AlchemicalKRR: {"normalization": "normalization", "regularizer": "regularizer",
                         "solver": "solver", "gradient_flow": "gradient_flow",
-                        "step_train_size": "step_train_size",
-                        "radially_resolved": "radially_resolved"},
+                        "step_train_size": "step_train_size"},
         AlchemicalPotential: {"baseline": "baseline", "energy_sigma": "energy_sigma",
                               "force_sigma": "force_sigma"},
     }  # fmt: skip

@@ -121,10 +121,16 @@ def test_shipped_default_model_exports(tmp_path):
         unknown.get_potential_energy()
 
 
-@pytest.fixture(scope="module", params=[None, 1.0], ids=["kernel", "kernel + two-body"])
+@pytest.fixture(
+    scope="module",
+    params=[(None, False), (1.0, False), (1.0, True)],
+    ids=["kernel", "kernel + two-body", "radially resolved U + two-body"],
+)
 def potential(request):
     """A local potential over the elpasolite elements, fitted to Morse energies, forces
-    and stress of rattled crystals (without and with the two-body term)."""
+    and stress of rattled crystals (without and with the two-body term, with one U or
+    one per radial function, learned so that they differ)."""
+    two_body, radial = request.param
     frames = []
     for atoms in _crystals(10, seed=3):
         atoms.rattle(0.1, seed=len(frames))
@@ -134,8 +140,10 @@ def potential(request):
         atoms.info["stress"] = atoms.get_stress()
         atoms.calc = None
         frames.append(atoms)
-    model = AlchemicalPotential(d_j=2, hypers=NEAR, n_support=60, n_steps=0,
-                                two_body=request.param)  # fmt: skip
+    model = AlchemicalPotential(
+        d_j=2, hypers=NEAR, n_support=60, n_steps=2 if radial else 0, rotation=False,
+        two_body=two_body, radially_resolved=radial,
+    )  # fmt: skip
     return model.fit(frames[:8], frames[8:], forces=True, stress=True)
 
 

@@ -70,6 +70,17 @@ def pair_potential():
 
 
 @pytest.fixture(scope="module")
+def radial_potential():
+    """The elpasolite potential with one U per radial function, learned (two steps) so
+    that the U_n differ, and the two-body term."""
+    frames = _label_morse(_rattled_elpasolites(12))
+    model = AlchemicalPotential(
+        d_j=2, hypers=SMALL, n_support=60, n_steps=2, rotation=False, radially_resolved=True
+    )
+    return model.fit(frames[:10], frames[10:], forces=True, stress=True)
+
+
+@pytest.fixture(scope="module")
 def hea_potential(hea_frames):
     train, opt, _ = split_by_index(hea_frames)
     model = AlchemicalPotential(d_j=3, hypers=SMALL, n_support=120, n_steps=0)
@@ -101,14 +112,17 @@ def _cluster():
     return cluster
 
 
-@pytest.mark.parametrize("which", ["hea", "elpasolite", "cluster", "two-body", "two-body cluster"])
+@pytest.mark.parametrize(
+    "which", ["hea", "elpasolite", "cluster", "two-body", "two-body cluster", "radial"]
+)
 def test_forces_equal_finite_differences(
-    which, hea_potential, elpasolite_potential, pair_potential, hea_frames
+    which, hea_potential, elpasolite_potential, pair_potential, radial_potential, hea_frames
 ):
     if which == "hea":
         model, atoms = hea_potential, hea_frames[0]
-    elif which in ("elpasolite", "two-body"):
-        model = elpasolite_potential if which == "elpasolite" else pair_potential
+    elif which in ("elpasolite", "two-body", "radial"):
+        model = {"elpasolite": elpasolite_potential, "two-body": pair_potential,
+                 "radial": radial_potential}[which]  # fmt: skip
         atoms = _rattled_elpasolites(1, seed=7)[0]
     else:
         model = elpasolite_potential if which == "cluster" else pair_potential
@@ -119,14 +133,15 @@ def test_forces_equal_finite_differences(
         assert gradients[0][atom, axis] == pytest.approx(fd, rel=1e-4, abs=1e-6)
 
 
-@pytest.mark.parametrize("which", ["hea", "elpasolite", "two-body"])
+@pytest.mark.parametrize("which", ["hea", "elpasolite", "two-body", "radial"])
 def test_stress_equals_strain_derivative(
-    which, hea_potential, elpasolite_potential, pair_potential, hea_frames
+    which, hea_potential, elpasolite_potential, pair_potential, radial_potential, hea_frames
 ):
     model, atoms = {
         "hea": (hea_potential, hea_frames[0]),
         "elpasolite": (elpasolite_potential, _rattled_elpasolites(1, seed=8)[0]),
         "two-body": (pair_potential, _rattled_elpasolites(1, seed=8)[0]),
+        "radial": (radial_potential, _rattled_elpasolites(1, seed=8)[0]),
     }[which]
     _, _, virials = model.energy_and_derivatives([atoms], strain=True)
     virial = virials[0]
@@ -136,12 +151,20 @@ def test_stress_equals_strain_derivative(
         assert analytic == pytest.approx(fd, rel=1e-5, abs=1e-6)
 
 
-def test_design_rows_match_autograd(hea_frames):
+@pytest.mark.parametrize("radial", [False, True], ids=["one U", "one U per n"])
+def test_design_rows_match_autograd(hea_frames, radial):
     """The force and virial rows the solve uses are the derivatives of the kernel sums."""
     atoms = hea_frames[0]
     from ase_alchemical.core.compression import AlchemicalCompression
+    from ase_alchemical.core.hypers import basis_shapes
 
-    compression = AlchemicalCompression(sorted(set(atoms.numbers)), 2, init="random")
+    compression = AlchemicalCompression(
+        sorted(set(atoms.numbers)), 2, init="random",
+        radial_shapes=basis_shapes(SMALL) if radial else None,
+    )  # fmt: skip
+    if radial:  # every U_n different
+        with torch.no_grad():
+            compression.U.add_(0.3 * torch.randn_like(compression.U))
     env = compute_environments([atoms], SMALL, ["positions", "strain"])
     from ase_alchemical.local.kernel import environment_features
 
@@ -157,14 +180,22 @@ def test_design_rows_match_autograd(hea_frames):
     torch.testing.assert_close((d_strain[0] @ w).reshape(3, 3), virial[0])
 
 
-def test_two_body_rows_match_autograd(hea_frames):
+@pytest.mark.parametrize("radial", [False, True], ids=["one U", "one U per n"])
+def test_two_body_rows_match_autograd(hea_frames, radial):
     """The two-body term's energy, force and virial rows are the derivatives of its
     features' sum, and the table form of its weights gives the same atomic energies."""
     from ase_alchemical.core.compression import AlchemicalCompression
+    from ase_alchemical.core.hypers import basis_shapes
     from ase_alchemical.local.pair import PairTerm
 
     atoms = hea_frames[0]
-    compression = AlchemicalCompression(sorted(set(atoms.numbers)), 2, init="random")
+    compression = AlchemicalCompression(
+        sorted(set(atoms.numbers)), 2, init="random",
+        radial_shapes=basis_shapes(SMALL) if radial else None,
+    )  # fmt: skip
+    if radial:
+        with torch.no_grad():
+            compression.U.add_(0.3 * torch.randn_like(compression.U))
     env = compute_environments([atoms], SMALL, ["positions", "strain"])
     term = PairTerm(2, 4).fitted_scale([env], compression)
     assert term.scale > 0 and term.n_features == 2 * 2 * 4
@@ -180,10 +211,12 @@ def test_two_body_rows_match_autograd(hea_frames):
     torch.testing.assert_close((d_strain[0] @ w).reshape(3, 3), virial[0])
     # the table form, on the coefficients compressed by U
     table = term.weight_table(w)
-    u = torch.cat([compression.U, compression.U.new_zeros((1, 2))])
-    ct0 = torch.einsum("rkn,rkd->rdn", env.coefficients[0][:, 0], u[compression.rows(env.species)])
-    centre = u[compression.rows(env.centers)]
-    torch.testing.assert_close(torch.einsum("rj,jkn,rkn->r", centre, table, ct0), energies)
+    u = compression.U if radial else compression.U[None].expand(4, -1, -1)  # (N, species, d_J)
+    u = torch.cat([u, u.new_zeros((4, 1, 2))], 1)
+    channels = u[:, compression.rows(env.species)]  # (N, rows, K, d_J)
+    ct0 = torch.einsum("rkn,nrkd->rdn", env.coefficients[0][:, 0], channels)
+    centre = u[:, compression.rows(env.centers)]  # (N, rows, d_J)
+    torch.testing.assert_close(torch.einsum("nrj,jkn,rkn->r", centre, table, ct0), energies)
 
 
 @pytest.mark.parametrize("d_j", [2, None])
@@ -206,6 +239,8 @@ def test_two_body_term_recovers_a_pair_potential(d_j):
     assert scores[1.0]["force_mae"] < scores[None]["force_mae"]
     with pytest.raises(ValueError, match="two_body"):
         AlchemicalPotential(two_body=0.0).fit(frames[:2])
+    with pytest.raises(ValueError, match="radially_resolved needs a compression"):
+        AlchemicalPotential(d_j=None, radially_resolved=True).fit(frames[:2])
 
 
 def test_extensive_and_same_forces_in_a_supercell(elpasolite_potential):
@@ -297,13 +332,15 @@ def test_u_is_learned_on_energies_and_forces(hea_frames):
     assert model.optimization_["learned_u"] and not model.optimization_["rotated"]
 
 
-def test_held_out_loss_gradient_equals_finite_differences(monkeypatch):
+@pytest.mark.parametrize("radial", [False, True], ids=["one U", "one U per n"])
+def test_held_out_loss_gradient_equals_finite_differences(radial):
     """Gradients of the step loss reach U through the solve, the support features and the
     held-out forces (a second derivative), and equal finite differences."""
     from ase_alchemical.local.fit import fit_state, held_out_loss
 
     frames = _label_morse(_rattled_elpasolites(8, seed=2))
-    model = AlchemicalPotential(d_j=2, hypers=SMALL, n_support=30, n_steps=0, rotation=False)
+    model = AlchemicalPotential(d_j=2, hypers=SMALL, n_support=30, n_steps=0, rotation=False,
+                                radially_resolved=radial)  # fmt: skip
     _, problem, train, opt, e0 = fit_state(model, frames[:6], frames[6:], True, False)
     captured = {"problem": problem}
     args = (problem, train, opt, e0)
@@ -311,13 +348,14 @@ def test_held_out_loss_gradient_equals_finite_differences(monkeypatch):
     u = u0.clone().requires_grad_(True)
     (grad,) = torch.autograd.grad(held_out_loss(*args, u)[0], u)
     h = 1e-6
-    for i, j in [(0, 0), (3, 1), (7, 0)]:
+    indices = [(0, 0, 0), (1, 3, 1), (3, 7, 0)] if radial else [(0, 0), (3, 1), (7, 0)]
+    for index in indices:
         up, down = u0.clone(), u0.clone()
-        up[i, j] += h
-        down[i, j] -= h
+        up[index] += h
+        down[index] -= h
         with torch.no_grad():
             fd = (held_out_loss(*args, up)[0] - held_out_loss(*args, down)[0]) / (2 * h)
-        assert float(grad[i, j]) == pytest.approx(float(fd), rel=1e-4, abs=1e-8)
+        assert float(grad[index]) == pytest.approx(float(fd), rel=1e-4, abs=1e-8)
 
 
 def test_nve_conserves_energy_and_relaxation_descends(elpasolite_potential):
@@ -346,7 +384,7 @@ def test_nve_conserves_energy_and_relaxation_descends(elpasolite_potential):
 
 
 def test_save_and_load_give_the_same_predictions(
-    hea_potential, pair_potential, hea_frames, tmp_path
+    hea_potential, pair_potential, radial_potential, hea_frames, tmp_path
 ):
     path = hea_potential.save(tmp_path / "hea.pt")
     loaded = load_model(path)
@@ -356,6 +394,12 @@ def test_save_and_load_give_the_same_predictions(
     np.testing.assert_allclose(
         loaded.predict_std([atoms]), hea_potential.predict_std([atoms]), rtol=1e-8
     )
+    radial_loaded = load_model(radial_potential.save(tmp_path / "radial.pt"))
+    assert radial_loaded.U.shape == (4, len(radial_loaded.species), 2)
+    assert radial_loaded.radially_resolved
+    atoms = _rattled_elpasolites(1, seed=9)[0]
+    np.testing.assert_allclose(radial_loaded.predict([atoms]), radial_potential.predict([atoms]),
+                               rtol=1e-12)  # fmt: skip
     pair_loaded = load_model(pair_potential.save(tmp_path / "pair.pt"))
     atoms = _rattled_elpasolites(1, seed=9)[0]
     assert pair_loaded.two_body == 1.0
@@ -471,6 +515,14 @@ def test_cli_trains_and_evaluates_a_local_potential(hea_file, hea_frames, tmp_pa
         loaded = load_model(tmp_path / "tb.pt")
         assert loaded.two_body == expected
         assert (loaded.state_.pair_weights is None) == (expected is None)
+    # one U per radial function
+    assert main([
+        "train", "--kernel", "local", "--data", str(data), "--d-j", "2", "--steps", "0",
+        "--n-support", "40", "--max-radial", "2", "--max-angular", "2", "--cutoff", "4",
+        "--radially-resolved", "--out", str(tmp_path / "radial.pt"), "--quiet",
+    ]) == 0  # fmt: skip
+    loaded = load_model(tmp_path / "radial.pt")
+    assert loaded.radially_resolved and loaded.U.shape == (3, len(loaded.species), 2)
     capsys.readouterr()
     with pytest.raises(SystemExit):
         main(["train", "--kernel", "local", "--data", str(data), "--two-body", "soft"])

@@ -133,6 +133,11 @@ ROWS = {
         "stress",
         80,
     ),  # fmt: skip
+    "d_J = 4, energies + forces + stress, energy sigma 0.005, force sigma 0.1": (
+        dict(d_j=4, energy_sigma=0.005, force_sigma=0.1),
+        "stress",
+        80,
+    ),  # fmt: skip
     "d_J = 1, energies + forces": (dict(d_j=1), True, 80),
     "d_J = 2, energies + forces, U fixed (initial)": (dict(d_j=2, n_steps=0), True, 80),
     "d_J = 6, energies + forces, U fixed (initial)": (dict(d_j=6, n_steps=0), True, 80),

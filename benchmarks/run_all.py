@@ -44,6 +44,11 @@ BENCHMARKS = {
     "refit": ("studies/refit.py", ["--quick"], True),
     "schedule": ("studies/schedule.py", ["--quick"], True),
     "small_data": ("studies/small_data.py", ["--quick"], True),
+    "plain_soap": (
+        "studies/plain_soap.py",
+        ["--n-train", "300", "--n-opt", "200", "--only", "no radial scaling"],
+        True,
+    ),
     "potential_hea": ("accuracy/potential_hea.py", ["--quick"], True),
     "potential_speed": (
         "speed/potential_speed.py",
@@ -95,6 +100,7 @@ BENCHMARKS = {
 
 #: arguments in full mode, where they differ from the script's defaults
 FULL_ARGS = {
+    "learning_curve": ["--seeds", "0", "1", "2"],
     "schedule": ["--n-train", "6000", "--steps", "250", "--seeds", "0", "1", "2"],
     "final_regularizer": ["--model", "elpasolite-dj4", "elpasolite-dj10-multiscale"],
     "model_search_seeds": ["--seeds-run"],

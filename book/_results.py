@@ -47,3 +47,28 @@ def rows(name: str, *, text: str | None = None) -> list[list[str]]:
         if not (is_rule or is_header):
             out.append([cell.strip() for cell in line.strip("|").split("|")])
     return out
+
+
+def curve_rows(name: str) -> list[dict]:
+    """The fits of a learning-curve report (``benchmarks/accuracy/learning_curve.py``):
+    one dict per fit, with its ``seed`` (0 where the report predates seeds)."""
+    import json
+
+    data = json.loads((RESULTS / f"{name}.json").read_text())
+    fits = data["rows"] if isinstance(data, dict) else data
+    return [{"seed": 0, **row} for row in fits]
+
+
+def curve_points(name: str) -> dict[str, dict[int, dict]]:
+    """Per model and training size of a learning-curve report: the test MAEs of its
+    seeds (``maes``), their ``mean`` and standard deviation ``std`` (ddof 0)."""
+    import numpy as np
+
+    maes: dict = {}
+    for row in curve_rows(name):
+        maes.setdefault(row["model"], {}).setdefault(row["n_train"], []).append(row["mae"])
+    return {
+        model: {n: {"maes": v, "mean": float(np.mean(v)), "std": float(np.std(v))}
+                for n, v in sorted(points.items())}
+        for model, points in maes.items()
+    }  # fmt: skip

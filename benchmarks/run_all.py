@@ -44,6 +44,11 @@ BENCHMARKS = {
     "refit": ("studies/refit.py", ["--quick"], True),
     "schedule": ("studies/schedule.py", ["--quick"], True),
     "small_data": ("studies/small_data.py", ["--quick"], True),
+    "small_zeta": (
+        "studies/small_zeta.py",
+        ["--n-train", "100", "--d-j", "2", "--steps", "5"],
+        True,
+    ),
     "plain_soap": (
         "studies/plain_soap.py",
         ["--n-train", "300", "--n-opt", "200", "--only", "no radial scaling"],

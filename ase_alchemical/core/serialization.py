@@ -2,7 +2,7 @@
 
 A model file is one ``torch.save`` of a dict of plain containers and tensors::
 
-    {"format": "ase-alchemical-model", "format_version": 3, "package_version": "...",
+    {"format": "ase-alchemical-model", "format_version": 4, "package_version": "...",
      "params": "<JSON of the hyperparameters>", "hypers": "<JSON of the featomic hypers>",
      "state": {name: value, ...}}
 
@@ -45,7 +45,7 @@ __all__ = [
 ]
 
 MODEL_FORMAT = "ase-alchemical-model"
-MODEL_FORMAT_VERSION = 3
+MODEL_FORMAT_VERSION = 4
 
 
 def file_kind(params: dict) -> str:
@@ -178,8 +178,19 @@ def upgrade_v2_to_v3(raw: dict) -> dict:
     return {**raw, "format_version": 3, "params": json.dumps(params)}
 
 
+def upgrade_v3_to_v4(raw: dict) -> dict:
+    """Version 3 -> 4: a structure kernel's ``zeta`` may list candidate exponents (or be
+    ``"auto"``), so its state records the exponent the fit used (``zeta``); a version-3
+    structure file has one integer ``zeta``, which is that exponent. Local-potential
+    files are unchanged."""
+    params = json.loads(raw["params"])
+    if file_kind(params) != "structure":
+        return {**raw, "format_version": 4}
+    return {**raw, "format_version": 4, "state": {**raw["state"], "zeta": int(params["zeta"])}}
+
+
 #: ``UPGRADES[v]`` turns a raw version-v file dict into a version v + 1 one.
-UPGRADES = {1: upgrade_v1_to_v2, 2: upgrade_v2_to_v3}
+UPGRADES = {1: upgrade_v1_to_v2, 2: upgrade_v2_to_v3, 3: upgrade_v3_to_v4}
 
 
 # ------------------------------------------------------------------ files

@@ -40,8 +40,13 @@ from .state import FittedState
 from .uncertainty import VarianceFactors, mean_and_raw_variance
 
 __all__ = [
+    "ZETA_CHOICES",
+    "ZETA_CHOICE_BELOW",
+    "ZETA_LARGE",
     "check_params",
     "fit_state",
+    "selection_rmse",
+    "zeta_candidates",
     "kernel_for",
     "new_compression",
     "refit_state",
@@ -76,8 +81,7 @@ def check_params(model) -> None:
     for name, allowed in choices.items():
         if getattr(model, name) not in allowed:
             raise ValueError(f"{name} must be one of {allowed}, got {getattr(model, name)!r}")
-    if int(model.zeta) != model.zeta or model.zeta < 1:
-        raise ValueError(f"zeta must be a positive integer, got {model.zeta}")
+    zeta_candidates(model.zeta)  # checks the value
     if model.basis_components is not None and int(model.basis_components) < 1:
         raise ValueError(f"basis_components must be >= 1 or None, got {model.basis_components}")
     if not model.regularizer > 0:
@@ -100,10 +104,50 @@ def new_compression(model, species: Sequence[int], d_j: int, init) -> Alchemical
     ).to(model.torch_device)
 
 
-def kernel_for(model, representation: Representation, scale_weights) -> PolynomialKernel:
-    """``model``'s kernel on the features of ``representation``."""
+#: ``zeta="auto"``: the exponents tried below :data:`ZETA_CHOICE_BELOW` training
+#: structures, and the one used from there on (or when nothing can choose).
+ZETA_CHOICES, ZETA_LARGE = (2, 3), 3
+#: Training structures from which ``zeta="auto"`` fits zeta 3 alone: on the elpasolites
+#: the better exponent varies with d_J and the draw below it, and zeta 3 wins from there
+#: on (``benchmarks/studies/small_zeta.py``), where one fit costs the most.
+ZETA_CHOICE_BELOW = 3000
+
+
+def zeta_candidates(zeta, n_train: int = 0, chooses: bool = True) -> tuple[int, ...]:
+    """The exponents a fit on ``n_train`` training structures tries: ``zeta`` itself
+    (an integer), each of a sequence of them, or for ``"auto"`` :data:`ZETA_CHOICES`
+    below :data:`ZETA_CHOICE_BELOW` training structures when an optimization set can
+    choose (``chooses``), else :data:`ZETA_LARGE`. A ``ValueError`` unless each is a
+    positive integer, once."""
+    if isinstance(zeta, str) and zeta == "auto":
+        return ZETA_CHOICES if chooses and n_train < ZETA_CHOICE_BELOW else (ZETA_LARGE,)
+    values = tuple(zeta) if isinstance(zeta, (list, tuple)) else (zeta,)
+    ok = values and all(
+        isinstance(z, (int, np.integer)) and not isinstance(z, bool) and z >= 1 for z in values
+    )
+    if not ok or len(set(values)) != len(values):
+        raise ValueError(
+            "zeta must be a positive integer, a sequence of distinct ones or 'auto', got "
+            f"{zeta!r}"
+        )
+    return tuple(int(z) for z in values)
+
+
+def kernel_for(
+    model, representation: Representation, scale_weights, zeta: int
+) -> PolynomialKernel:
+    """``model``'s kernel of exponent ``zeta`` on the features of ``representation``."""
     widths = representation.scale_widths if model.n_scales > 1 else None
-    return PolynomialKernel(int(model.zeta), widths, scale_weights)
+    return PolynomialKernel(int(zeta), widths, scale_weights)
+
+
+def selection_rmse(state: FittedState) -> float:
+    """The optimization-set RMSE (eV/atom) of the step whose U ``state`` kept: over
+    the last folds with rotation; what chooses among candidate exponents."""
+    if state.best_step is None:
+        return float("nan")
+    record = state.loss_history[state.best_step]
+    return float(record.get("rotation_rmse", record["opt_rmse"]))
 
 
 def _initial_scale_logits(model) -> torch.Tensor:
@@ -126,12 +170,43 @@ def fit_state(
     """The fitted state of ``model``'s hyperparameters on ``train`` (weights) and
     ``opt`` (U), ``eval_set`` watched at every step; ``spectra`` holds the precomputed
     pair spectra of these sets (keys ``"train"``, ``"opt"``, ``"eval"``; missing or
-    ``None``: computed). See
+    ``None``: computed). With several candidate exponents (``zeta`` a sequence) one fit
+    per exponent, and the state with the lowest :func:`selection_rmse` is kept. See
     :meth:`AlchemicalKRR.fit <ase_alchemical.structure.model.AlchemicalKRR.fit>`."""
+    check_params(model)
+    train = list(train)
+    opt = None if opt is None else list(opt)
+    chooses = bool(opt) and model.n_steps > 0
+    candidates = zeta_candidates(model.zeta, len(train), chooses)
+    t0 = time.perf_counter()
+    spectra = dict(spectra)
+    if len(candidates) > 1:
+        if not chooses:
+            raise ValueError(
+                f"zeta={model.zeta!r} lists candidate exponents, which are chosen on the "
+                "optimization set: pass an optimization set and n_steps > 0, or one zeta"
+            )
+        for name, frames in (("train", train), ("opt", opt), ("eval", eval_set)):
+            if spectra.get(name) is None and frames:  # computed once for every fit
+                spectra[name] = model.pair_spectrum(list(frames))
+    if len(candidates) == 1:
+        return _fit_one(model, candidates[0], train, opt, eval_set, spectra)
+    best, scores = None, []
+    for zeta in candidates:  # one state held at a time beside the best
+        state = _fit_one(model, zeta, train, opt, eval_set, spectra)
+        scores.append(selection_rmse(state))
+        if best is None or scores[-1] < selection_rmse(best):
+            best = state
+    best.optimization["zeta_candidates"] = [[z, r] for z, r in zip(candidates, scores)]
+    best.fit_time = time.perf_counter() - t0
+    return best
+
+
+def _fit_one(model, zeta: int, train, opt, eval_set, spectra) -> FittedState:
+    """The fitted state of ``model``'s hyperparameters with exponent ``zeta``."""
     train_spectrum, opt_spectrum, eval_spectrum = (
         spectra.get(name) for name in ("train", "opt", "eval")
     )
-    check_params(model)
     t0 = time.perf_counter()
     device = model.torch_device
     train = list(train)
@@ -170,13 +245,13 @@ def fit_state(
         rho_o = representation.project(rho_o)
         monitor = _watched(model, representation, targets, eval_set, eval_spectrum)
         result, summary = _optimize(
-            model, representation, solver, (rho_t, y_t), (rho_o, y_o), support, logits,
+            model, zeta, representation, solver, (rho_t, y_t), (rho_o, y_o), support, logits,
             targets.std, monitor,
         )  # fmt: skip
         regularizer = float(np.exp(result.best.log_regularizer))
         logits, history, best_step = result.best.scale_logits, result.history, result.best_step
     scale_weights = torch.softmax(logits, 0)
-    kernel = kernel_for(model, representation, scale_weights)
+    kernel = kernel_for(model, representation, scale_weights, zeta)
     with torch.no_grad():
         x_sup = representation.features(rho_t[support])
         weights, gram = solver.final_weights(
@@ -189,7 +264,7 @@ def fit_state(
         regularizer=regularizer, scale_weights=scale_weights,
         target_mean=targets.mean, target_std=targets.std, projection=projection, gram=gram,
         loss_history=history, best_step=best_step, optimization=summary,
-        support_features=x_sup, support_index=support,
+        support_features=x_sup, support_index=support, zeta=int(zeta),
     )  # fmt: skip
     if optimize:
         state.uncertainty_scale = calibrate(state, representation, kernel, solver, rho_o, y_o)
@@ -226,7 +301,9 @@ def calibrate(
         return calibration_scale(mean, var, y)
 
 
-def _optimize(model, representation, solver, train, opt, support, logits, target_std, monitor):
+def _optimize(
+    model, zeta, representation, solver, train, opt, support, logits, target_std, monitor
+):  # fmt: skip
     """Adam on U (and the learned regulariser and scale weights), the roles of the sets
     fixed or rotating (:func:`~ase_alchemical.core.optimize.rotates`); returns the
     optimization result and its summary for the fitted state."""
@@ -240,7 +317,7 @@ def _optimize(model, representation, solver, train, opt, support, logits, target
     else:
         sets = FixedSets(train, opt, support, size, solver, model.seed)
     result: OptimizationResult = optimize_compression(
-        u, representation, kernel_for(model, representation, torch.softmax(logits, 0)),
+        u, representation, kernel_for(model, representation, torch.softmax(logits, 0), zeta),
         solver, sets,
         n_steps=int(model.n_steps), learning_rate=float(model.learning_rate),
         lr_schedule=model.lr_schedule, regularizer=float(model.regularizer),

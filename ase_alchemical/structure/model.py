@@ -57,7 +57,15 @@ class AlchemicalKRR(AlchemicalModel):
         :func:`~ase_alchemical.core.hypers.multiscale_hypers`): a weighted sum of one kernel
         per scale, each on its own normalised features.
     zeta
-        Exponent of the polynomial kernel (3 by default, as the shipped models).
+        Exponent of the polynomial kernel: an integer (the shipped models use 3), a
+        sequence of them (one fit each; the fit with the lowest optimization-set RMSE at
+        its kept step is kept, the others' RMSEs in ``optimization_["zeta_candidates"]``)
+        or ``"auto"`` (default): 2 and 3 tried that way below 3,000 training structures,
+        3 alone from there on or when no optimization set can choose
+        (:data:`~ase_alchemical.structure.fit.ZETA_CHOICE_BELOW`). On the elpasolites the
+        better exponent at small sizes changes with d_J and the training draw, and the
+        optimization set picked it (``benchmarks/studies/small_zeta.py``); choosing
+        costs one fit per candidate. The exponent used is ``zeta_``.
     normalization
         Structure features: ``"normalized"`` (unit norm) or ``"mean"`` (per atom).
     center_resolved
@@ -152,7 +160,7 @@ class AlchemicalKRR(AlchemicalModel):
         *,
         d_j: int | None = 4,
         hypers: dict | list[dict] | None = None,
-        zeta: int = 3,
+        zeta: int | Sequence[int] | str = "auto",
         normalization: str = "normalized",
         center_resolved: bool = False,
         radially_resolved: bool = False,
@@ -196,9 +204,13 @@ class AlchemicalKRR(AlchemicalModel):
     # ------------------------------------------------------------------ fitted state
     def _set_state(self, state: FittedState) -> None:
         """Install a fitted state and the objects derived from it."""
+        if state.zeta is None:  # a file written before the exponent was saved
+            state.zeta = int(self.zeta)
         super()._set_state(state)
         self.__dict__["representation_"] = self._representation(state)
-        self.__dict__["kernel_"] = kernel_for(self, self.representation_, state.scale_weights)
+        self.__dict__["kernel_"] = kernel_for(
+            self, self.representation_, state.scale_weights, state.zeta
+        )
         if state.support_features is None:
             state.support_features = self._support_features(state)
 
@@ -215,7 +227,7 @@ class AlchemicalKRR(AlchemicalModel):
         super()._state_changed(field)
         if field == "scale_weights":
             self.__dict__["kernel_"] = kernel_for(
-                self, self.representation_, self.state_.scale_weights
+                self, self.representation_, self.state_.scale_weights, self.state_.zeta
             )
 
     # ------------------------------------------------------------------ features

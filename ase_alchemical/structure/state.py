@@ -42,6 +42,9 @@ class FittedState(StateBase):
         The fixed (l, n, n') projection (``basis_components``), or ``None``.
     gram
         ``K_MN K_NM`` of the sparse solve (for the predictive variance), or ``None``.
+    zeta
+        The kernel's exponent: the constructor's ``zeta``, or the candidate the fit chose
+        (``None`` in files written before it was saved: the constructor's, then).
     uncertainty_scale, loss_history, best_step, optimization, metadata, fit_time
         The record of the fit every kind keeps (:class:`~ase_alchemical.core.state.StateBase`);
         the records of ``loss_history`` are those of
@@ -61,6 +64,7 @@ class FittedState(StateBase):
     target_std: float
     projection: torch.Tensor | None = None
     gram: torch.Tensor | None = None
+    zeta: int | None = None
     support_features: torch.Tensor | None = derived()
     support_index: torch.Tensor | None = derived()
 

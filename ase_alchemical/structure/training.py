@@ -158,6 +158,7 @@ def _model_record(model: AlchemicalKRR, scan: list | None) -> dict:
     and where it ran."""
     return {
         "best_step": model.best_step_,
+        "zeta": model.zeta_,
         "optimization": model.optimization_,
         "regularizer": model.regularizer_,
         "regularizer_scan": scan,

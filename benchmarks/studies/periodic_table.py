@@ -1,7 +1,8 @@
 """The periodic table in U: full fits at d_J = 2, 3, 4 from the element start and from
 random starts, their learned U matrices kept for the book.
 
-Every fit uses the shipped default model's recipe (``AlchemicalKRR()`` defaults: zeta 3,
+Every fit uses the shipped default model's recipe (``AlchemicalKRR()`` defaults: zeta 3
+(``"auto"`` at 6,000 training crystals),
 full KRR, 250 cosine-decayed Adam steps on a random subset of 2,000 training crystals per
 step, the regulariser learned) on the learning curve's split: 6,000 training and 2,000
 optimization crystals, and its fixed test set of 1,000. Only ``d_j``, ``init`` and

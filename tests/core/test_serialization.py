@@ -38,10 +38,10 @@ def _same(a, b) -> bool:
 
 
 @pytest.mark.parametrize("name", SHIPPED)
-def test_version_1_files_upgrade_to_the_shipped_version_2_files(name):  # read as version 3
+def test_version_1_files_upgrade_to_the_shipped_version_2_files(name):  # read as version 4
     """Known answer: each version-1 file, read through the upgrade, holds exactly the
     state and hyperparameters of the shipped current-version file."""
-    assert MODEL_FORMAT_VERSION == 3 and set(UPGRADES) == {1, 2}
+    assert MODEL_FORMAT_VERSION == 4 and set(UPGRADES) == {1, 2, 3}
     old, new = read_model_file(V1 / f"{name}.pt"), read_model_file(model_path(name))
     assert old["format_version"] == 1 and new["format_version"] == 2
     assert old["params"] == new["params"] and old["hypers"] == new["hypers"]
@@ -70,6 +70,19 @@ def test_a_version_2_local_potential_has_no_two_body_term():
     assert AlchemicalPotential().two_body is not None  # the default the upgrade overrides
 
 
+@pytest.mark.parametrize("name", SHIPPED)
+def test_an_older_structure_file_records_its_one_zeta(name):
+    """Known answer: before version 4 a structure kernel's ``zeta`` was one integer, the
+    exponent its fit used; the upgrade records it in the state, which the loaded kernel
+    uses whatever the constructor's default."""
+    raw = torch.load(model_path(name), weights_only=True)
+    assert raw["format_version"] < 4 and "zeta" not in raw["state"]
+    info = read_model_file(model_path(name))
+    assert info["state"]["zeta"] == info["params"]["zeta"] == 3
+    model = load_model(model_path(name), device="cpu")
+    assert model.zeta_ == model.kernel_.zeta == 3
+
+
 def test_a_version_1_model_predicts_as_the_shipped_one():
     crystals = [build_elpasolite(*s) for s in (("Al", "Na", "K", "F"), ("Bi", "Na", "Cs", "Cl"))]
     old, new = load_model(V1 / "elpasolite-dj4.pt"), load_model(model_path("elpasolite-dj4"))
@@ -83,7 +96,8 @@ def test_unknown_versions_and_bad_files_are_clear_errors(tmp_path):
     raw = torch.load(model_path("elpasolite-dj4"), weights_only=True)
     raw["format_version"] = MODEL_FORMAT_VERSION + 1
     torch.save(raw, tmp_path / "future.pt")
-    with pytest.raises(ModelFileError, match="reads versions 1 to 3.*upgrade ase-alchemical"):
+    expected = f"reads versions 1 to {MODEL_FORMAT_VERSION}.*upgrade ase-alchemical"
+    with pytest.raises(ModelFileError, match=expected):
         read_model_file(tmp_path / "future.pt")
     old = torch.load(V1 / "elpasolite-dj4.pt", weights_only=True)
     del old["y_mean"]

@@ -238,3 +238,22 @@ def test_train_options_given_are_kept_and_the_other_kinds_stay_unset():
     args = parse_args(["train", "--solver", "sparse", "--step-train-size", "0"])
     assert args.solver == "sparse" and args.step_train_size == 0 and args.forces is None
     assert args.n_train == 6000 and args.refit_on_all is False
+
+
+def test_zeta_takes_candidates_for_the_structure_kernel_only(capsys):
+    from ase_alchemical.cli import parse_args
+
+    assert parse_args(["train", "--zeta", "2", "3"]).zeta == (2, 3)
+    assert parse_args(["train", "--zeta", "2"]).zeta == 2
+    assert parse_args(["train", "--kernel", "local", "--zeta", "3"]).zeta == 3
+    assert parse_args(["train", "--zeta", "auto"]).zeta == "auto"
+    for kind, zeta, message in [
+        ("local", ["2", "3"], "--kernel local takes one integer --zeta"),
+        ("local", ["auto"], "--kernel local takes one integer --zeta"),
+        ("structure", ["auto", "2"], "--zeta takes auto alone or integers"),
+        ("structure", ["two"], "expected an integer or auto, got 'two'"),
+    ]:
+        with pytest.raises(SystemExit) as info:
+            parse_args(["train", "--kernel", kind, "--zeta", *zeta])
+        assert info.value.code == 2
+        assert message in capsys.readouterr().err

@@ -11,6 +11,7 @@ from ase_alchemical.core.kernels import PolynomialKernel, polynomial_kernel
 from ase_alchemical.core.targets import per_atom_energies
 from ase_alchemical.data.datasets import build_elpasolite, split
 from ase_alchemical.errors import NotFittedError
+from ase_alchemical.structure.fit import selection_rmse
 from ase_alchemical.structure.optimize import joint_loss
 from ase_alchemical.structure.representation import Representation, structure_features
 from ase_alchemical.structure.solvers import (
@@ -341,3 +342,38 @@ def test_cosine_learning_rate_schedule(synthetic_frames, tmp_path):
     assert min(h["opt_rmse"] for h in hist) < 0.5 * hist[0]["opt_rmse"]
     cosine.save(tmp_path / "m.pt")
     assert load_model(tmp_path / "m.pt").lr_schedule == "cosine"
+
+
+def test_zeta_candidates_keep_the_fit_with_the_lowest_optimization_rmse(
+    synthetic_frames, tmp_path
+):
+    """A sequence of exponents: one fit each, the kept one is the fit of that single
+    exponent, chosen by its optimization-set RMSE; it survives saving."""
+    frames, spectrum = synthetic_frames
+    _label(frames, spectrum, np.random.default_rng(7).normal(size=(6, 2)))
+    train, opt, test = frames[:80], frames[80:120], frames[200:220]
+    params = dict(d_j=2, hypers=SMALL, solver="full", n_steps=4, rotation=False)
+    singles = {z: AlchemicalKRR(**params, zeta=z).fit(train, opt) for z in (1, 2)}
+    model = AlchemicalKRR(**params, zeta=(1, 2)).fit(train, opt)
+    scores = {z: selection_rmse(m.state_) for z, m in singles.items()}
+    chosen = min(scores, key=scores.get)
+    assert scores[1] != scores[2]
+    assert model.zeta_ == chosen and model.kernel_.zeta == chosen
+    assert model.optimization_["zeta_candidates"] == [[z, scores[z]] for z in (1, 2)]
+    np.testing.assert_allclose(model.predict(test), singles[chosen].predict(test), rtol=1e-12)
+    loaded = load_model(model.save(tmp_path / "zetas.pt"))
+    assert loaded.zeta_ == chosen and loaded.get_params()["zeta"] == [1, 2]
+    np.testing.assert_allclose(loaded.predict(test), model.predict(test), rtol=1e-10)
+
+
+def test_bad_zeta_values(synthetic_frames):
+    frames, spectrum = synthetic_frames
+    _label(frames, spectrum, np.random.default_rng(7).normal(size=(6, 2)))
+    message = "zeta must be a positive integer, a sequence of distinct ones or 'auto'"
+    for zeta in (0, 2.5, (2, 2), (), (1, True), "best"):
+        with pytest.raises(ValueError, match=message):
+            AlchemicalKRR(hypers=SMALL, zeta=zeta).fit(frames[:10], frames[10:20])
+    with pytest.raises(ValueError, match="chosen on the optimization set"):
+        AlchemicalKRR(hypers=SMALL, zeta=(2, 3)).fit(frames[:10])
+    with pytest.raises(ValueError, match="chosen on the optimization set"):
+        AlchemicalKRR(hypers=SMALL, zeta=(2, 3), n_steps=0).fit(frames[:10], frames[10:20])

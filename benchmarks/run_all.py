@@ -49,6 +49,11 @@ BENCHMARKS = {
         ["--n-train", "100", "--d-j", "2", "--steps", "5"],
         True,
     ),
+    "small_steps": (
+        "studies/small_steps.py",
+        ["--n-train", "250", "--d-j", "2", "--steps", "4", "--checkpoints", "2", "4"],
+        True,
+    ),
     "plain_soap": (
         "studies/plain_soap.py",
         ["--n-train", "300", "--n-opt", "200", "--only", "no radial scaling"],

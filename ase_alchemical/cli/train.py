@@ -146,6 +146,8 @@ def _finish_train(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
         if "auto" in args.zeta and len(args.zeta) > 1:
             parser.error("--zeta takes auto alone or integers")
         args.zeta = args.zeta[0] if len(args.zeta) == 1 else tuple(args.zeta)
+    if kind == "local" and args.steps == "auto":
+        parser.error("--kernel local takes an integer --steps")
     for dest, value in kind_defaults(kind).items():
         if getattr(args, dest) is None:
             setattr(args, dest, value)
@@ -196,7 +198,11 @@ def _add_optimization_options(p: argparse.ArgumentParser) -> None:
         help="support points: structures of the sparse solver, or environments of a local "
         "potential",
     )  # fmt: skip
-    p.add_argument("--steps", type=int, help="Adam steps on U")
+    p.add_argument(
+        "--steps", type=_steps,
+        help="Adam steps on U; auto (structure kernel): 750 below 1,000 training "
+        "crystals, else 250",
+    )  # fmt: skip
     p.add_argument("--learning-rate", type=float, help="Adam learning rate")
     p.add_argument(
         "--lr-schedule", choices=["cosine", "constant"],
@@ -331,6 +337,11 @@ def _number_or_word(text: str, convert, word: str, what: str):
 
 def _zeta(text: str) -> int | str:
     """A kernel exponent, or ``"auto"``."""
+    return _number_or_word(text, int, "auto", "an integer")
+
+
+def _steps(text: str) -> int | str:
+    """A number of Adam steps, or ``"auto"``."""
     return _number_or_word(text, int, "auto", "an integer")
 
 

@@ -43,7 +43,10 @@ __all__ = [
     "ZETA_CHOICES",
     "ZETA_CHOICE_BELOW",
     "ZETA_LARGE",
+    "STEPS_BY_SIZE",
+    "STEPS_LARGE",
     "check_params",
+    "steps_for",
     "fit_state",
     "selection_rmse",
     "zeta_candidates",
@@ -82,6 +85,7 @@ def check_params(model) -> None:
         if getattr(model, name) not in allowed:
             raise ValueError(f"{name} must be one of {allowed}, got {getattr(model, name)!r}")
     zeta_candidates(model.zeta)  # checks the value
+    steps_for(model.n_steps)  # checks the value
     if model.basis_components is not None and int(model.basis_components) < 1:
         raise ValueError(f"basis_components must be >= 1 or None, got {model.basis_components}")
     if not model.regularizer > 0:
@@ -133,6 +137,26 @@ def zeta_candidates(zeta, n_train: int = 0, chooses: bool = True) -> tuple[int, 
     return tuple(int(z) for z in values)
 
 
+#: ``n_steps="auto"``: (training structures below which, Adam steps) in increasing
+#: order, and the steps from the last size on. On the elpasolites 250 steps left the
+#: optimization-set loss still falling below 1,000 training crystals, where a step
+#: solves on few structures and is cheap; of 250, 500, 750 and 1,000 steps, 750 gave the
+#: lowest mean test MAE there (12 fits), and at 1,000 crystals more steps helped d_J = 2
+#: and not d_J = 4 (``benchmarks/studies/small_steps.py``, constant learning rate).
+STEPS_BY_SIZE, STEPS_LARGE = ((1000, 750),), 250
+
+
+def steps_for(n_steps, n_train: int = 0) -> int:
+    """The Adam steps a fit on ``n_train`` training structures takes: ``n_steps`` itself
+    (an integer >= 0), or for ``"auto"`` the first of :data:`STEPS_BY_SIZE` whose size
+    ``n_train`` is below, else :data:`STEPS_LARGE`. A ``ValueError`` for anything else."""
+    if isinstance(n_steps, str) and n_steps == "auto":
+        return next((steps for size, steps in STEPS_BY_SIZE if n_train < size), STEPS_LARGE)
+    if isinstance(n_steps, (int, np.integer)) and not isinstance(n_steps, bool) and n_steps >= 0:
+        return int(n_steps)
+    raise ValueError(f"n_steps must be an integer >= 0 or 'auto', got {n_steps!r}")
+
+
 def kernel_for(
     model, representation: Representation, scale_weights, zeta: int
 ) -> PolynomialKernel:
@@ -170,13 +194,15 @@ def fit_state(
     """The fitted state of ``model``'s hyperparameters on ``train`` (weights) and
     ``opt`` (U), ``eval_set`` watched at every step; ``spectra`` holds the precomputed
     pair spectra of these sets (keys ``"train"``, ``"opt"``, ``"eval"``; missing or
-    ``None``: computed). With several candidate exponents (``zeta`` a sequence) one fit
-    per exponent, and the state with the lowest :func:`selection_rmse` is kept. See
+    ``None``: computed). With several candidate exponents (``zeta`` a sequence, or
+    ``"auto"`` below :data:`ZETA_CHOICE_BELOW` training structures; :func:`zeta_candidates`)
+    one fit per exponent, and the state with the lowest :func:`selection_rmse` is kept. See
     :meth:`AlchemicalKRR.fit <ase_alchemical.structure.model.AlchemicalKRR.fit>`."""
     check_params(model)
     train = list(train)
     opt = None if opt is None else list(opt)
-    chooses = bool(opt) and model.n_steps > 0
+    n_steps = steps_for(model.n_steps, len(train))
+    chooses = bool(opt) and n_steps > 0
     candidates = zeta_candidates(model.zeta, len(train), chooses)
     t0 = time.perf_counter()
     spectra = dict(spectra)
@@ -190,10 +216,10 @@ def fit_state(
             if spectra.get(name) is None and frames:  # computed once for every fit
                 spectra[name] = model.pair_spectrum(list(frames))
     if len(candidates) == 1:
-        return _fit_one(model, candidates[0], train, opt, eval_set, spectra)
+        return _fit_one(model, candidates[0], n_steps, train, opt, eval_set, spectra)
     best, scores = None, []
     for zeta in candidates:  # one state held at a time beside the best
-        state = _fit_one(model, zeta, train, opt, eval_set, spectra)
+        state = _fit_one(model, zeta, n_steps, train, opt, eval_set, spectra)
         scores.append(selection_rmse(state))
         if best is None or scores[-1] < selection_rmse(best):
             best = state
@@ -202,8 +228,9 @@ def fit_state(
     return best
 
 
-def _fit_one(model, zeta: int, train, opt, eval_set, spectra) -> FittedState:
-    """The fitted state of ``model``'s hyperparameters with exponent ``zeta``."""
+def _fit_one(model, zeta: int, n_steps: int, train, opt, eval_set, spectra) -> FittedState:
+    """The fitted state of ``model``'s hyperparameters with exponent ``zeta`` and
+    ``n_steps`` Adam steps on U."""
     train_spectrum, opt_spectrum, eval_spectrum = (
         spectra.get(name) for name in ("train", "opt", "eval")
     )
@@ -216,7 +243,7 @@ def _fit_one(model, zeta: int, train, opt, eval_set, spectra) -> FittedState:
     targets = TargetScaler.fit(y_train)
     y_t = targets.transform(y_train)
     species = {int(z) for z in rho_t.numbers.unique().tolist() if z > 0}
-    optimize = opt is not None and len(opt) > 0 and model.n_steps > 0
+    optimize = opt is not None and len(opt) > 0 and n_steps > 0
     if optimize:
         opt = list(opt)
         rho_o = opt_spectrum if opt_spectrum is not None else model.pair_spectrum(opt)
@@ -245,8 +272,8 @@ def _fit_one(model, zeta: int, train, opt, eval_set, spectra) -> FittedState:
         rho_o = representation.project(rho_o)
         monitor = _watched(model, representation, targets, eval_set, eval_spectrum)
         result, summary = _optimize(
-            model, zeta, representation, solver, (rho_t, y_t), (rho_o, y_o), support, logits,
-            targets.std, monitor,
+            model, zeta, n_steps, representation, solver, (rho_t, y_t), (rho_o, y_o), support,
+            logits, targets.std, monitor,
         )  # fmt: skip
         regularizer = float(np.exp(result.best.log_regularizer))
         logits, history, best_step = result.best.scale_logits, result.history, result.best_step
@@ -302,7 +329,8 @@ def calibrate(
 
 
 def _optimize(
-    model, zeta, representation, solver, train, opt, support, logits, target_std, monitor
+    model, zeta, n_steps, representation, solver, train, opt, support, logits, target_std,
+    monitor,
 ):  # fmt: skip
     """Adam on U (and the learned regulariser and scale weights), the roles of the sets
     fixed or rotating (:func:`~ase_alchemical.core.optimize.rotates`); returns the
@@ -319,7 +347,7 @@ def _optimize(
     result: OptimizationResult = optimize_compression(
         u, representation, kernel_for(model, representation, torch.softmax(logits, 0), zeta),
         solver, sets,
-        n_steps=int(model.n_steps), learning_rate=float(model.learning_rate),
+        n_steps=n_steps, learning_rate=float(model.learning_rate),
         lr_schedule=model.lr_schedule, regularizer=float(model.regularizer),
         learn_regularizer=bool(model.learn_regularizer), scale_logits=logits,
         learn_scale_weights=bool(model.learn_scale_weights) and model.n_scales > 1,

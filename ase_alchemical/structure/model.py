@@ -104,7 +104,13 @@ class AlchemicalKRR(AlchemicalModel):
         still move with U. ``"detach"``: the weights and the training features are
         constants in each step (reported unstable in the literature).
     n_steps
-        Adam steps on U (0 keeps the initial U).
+        Adam steps on U (0 keeps the initial U), or ``"auto"`` (default): 750 below
+        1,000 training structures, 250 from there on
+        (:data:`~ase_alchemical.structure.fit.STEPS_BY_SIZE`): on the elpasolites 250
+        steps left the optimization-set loss still falling below 1,000, where a step is
+        cheap, and 750 gave the lowest mean test MAE there
+        (``benchmarks/studies/small_steps.py``). The steps taken are
+        ``optimization_["n_steps_run"]``.
     step_train_size
         Training structures used in each optimization step: a fresh random subset per
         step (containing the support points with the sparse solver; all of it is solved
@@ -172,7 +178,7 @@ class AlchemicalKRR(AlchemicalModel):
         solver: str = "full",
         n_support: int = 1500,
         gradient_flow: str = "full",
-        n_steps: int = 250,
+        n_steps: int | str = "auto",
         step_train_size: int | None = 2000,
         learning_rate: float = 0.1,
         lr_schedule: str = "cosine",
@@ -277,7 +283,8 @@ class AlchemicalKRR(AlchemicalModel):
         eval_set, eval_spectrum
             Structures only watched while U is learned (as the ``eval_set`` of
             gradient-boosting libraries): every record of ``loss_history_`` gets their
-            RMSE under that step's U and weights, ``eval_rmse`` (eV/atom). They never
+            RMSE and MAE under that step's U and weights, ``eval_rmse`` and ``eval_mae``
+            (eV/atom). They never
             enter a gradient, the solve or the choice of the kept step, so a test set
             can be watched without being used.
 

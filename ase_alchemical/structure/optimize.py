@@ -269,14 +269,18 @@ class RotatingSets:
         return rho[rows], y[rows], support, rho[held], y[held]
 
 
-def _monitored_rmse(representation, kernel, scale_weights, out: StepLoss, monitor) -> float:
-    """RMSE (standardised) of the monitored structures under this step's U and weights."""
+def _monitored_errors(
+    representation, kernel, scale_weights, out: StepLoss, monitor
+) -> tuple[float, float]:
+    """RMSE and MAE (standardised) of the monitored structures under this step's U and
+    weights: the RMSE is the loss's own measure, the MAE the one learning curves report."""
     spectrum, y = monitor
     with torch.no_grad():
         predicted = representation.map_chunks(
             spectrum, lambda x: kernel(x, out.support_features, scale_weights) @ out.weights
         )
-        return float(torch.sqrt(torch.mean((predicted - y) ** 2)))
+        error = predicted - y
+        return float(torch.sqrt(torch.mean(error**2))), float(torch.mean(torch.abs(error)))
 
 
 @dataclass
@@ -303,7 +307,8 @@ class OptimizationResult:
         One record per step: ``step``, ``opt_rmse``, ``train_rmse`` (eV/atom), ``loss``,
         ``regularizer``, ``learning_rate``, ``seconds``; with rotation ``fold``,
         ``rotation_loss`` and ``rotation_rmse`` (over the last k folds); multi-scale
-        ``scale_weights``; with watched structures (``monitor``) their ``eval_rmse``.
+        ``scale_weights``; with watched structures (``monitor``) their ``eval_rmse`` and
+        ``eval_mae``.
     """
 
     best: Snapshot
@@ -358,7 +363,8 @@ def optimize_compression(
         Standard deviation of the targets (eV/atom), to report RMSEs in eV/atom.
     monitor
         (spectra, standardised targets) of structures that are only watched: each step
-        records their RMSE under that step's U and weights as ``eval_rmse``. They never
+        records their RMSE and MAE under that step's U and weights as ``eval_rmse`` and
+        ``eval_mae``. They never
         enter a gradient or the choice of the kept step.
     """
     log_reg, logits, params = _parameters(
@@ -385,8 +391,8 @@ def optimize_compression(
         if multiscale:
             record["scale_weights"] = torch.softmax(logits.detach(), 0).tolist()
         if monitor is not None:
-            rmse = _monitored_rmse(representation, kernel, weights, out, monitor)
-            record["eval_rmse"] = rmse * target_std
+            rmse, mae = _monitored_errors(representation, kernel, weights, out, monitor)
+            record["eval_rmse"], record["eval_mae"] = rmse * target_std, mae * target_std
         return Step(out.loss, record)
 
     run = adam_on_u(

@@ -86,7 +86,11 @@ def main() -> None:
         "--merge", action="store_true",
         help="keep the rows of --out's JSON that this run does not measure again",
     )  # fmt: skip
-    parser.add_argument("--steps", type=int, default=None)
+    parser.add_argument(
+        "--steps", type=lambda t: t if t == "auto" else int(t), default=None,
+        help="Adam steps of the alchemical rows: an integer (default 250) or auto, "
+        "AlchemicalKRR's default (more steps below 1,000 training crystals)",
+    )  # fmt: skip
     parser.add_argument("--solver", choices=["full", "sparse"], default=ALCHEMICAL["solver"])
     parser.add_argument(
         "--zeta", type=lambda t: t if t == "auto" else int(t), default=ALCHEMICAL["zeta"],
@@ -147,6 +151,7 @@ def main() -> None:
             "best_step": getattr(model, "best_step_", None), "regularizer": model.regularizer_,
             "zeta": model.zeta_,
             "zeta_candidates": model.optimization_.get("zeta_candidates"),
+            "n_steps_run": model.optimization_.get("n_steps_run"),
             "params": {k: v for k, v in model.get_params().items() if k != "hypers"},
             **(extra or {}),
         }  # fmt: skip
@@ -240,6 +245,13 @@ def zeta_cell(row: dict) -> str:
     return f"auto: {chosen} ({tried})"
 
 
+def steps_cell(row: dict) -> str:
+    """The Adam steps of a fit: as asked, or ``auto`` and the steps it took."""
+    asked = row["params"].get("n_steps")
+    run = row.get("n_steps_run", asked)
+    return f"auto: {run}" if asked == "auto" else f"{run}"
+
+
 def key(row: dict) -> tuple:
     """What makes a row: its model, training size and seed."""
     return row["model"], row["n_train"], row.get("seed", 0)
@@ -274,7 +286,9 @@ def write(out: str, results: list, n_test: int, n_opt: int, steps: int, featuriz
         f"{torch.get_num_threads()} threads)",
         "",
         f"Fixed test set of {n_test} crystals, fixed optimization set of {n_opt} at every "
-        f"training size, {steps} Adam steps; featurization of all crystals "
+        f"training size, {'the default (auto) number of' if steps == 'auto' else steps} "
+        "Adam steps (each fit's in its steps column); "
+        "featurization of all crystals "
         f"{featurize_s:.1f} s. Mean and standard deviation over the seeds (training draws "
         "from the same pool, see the script's docstring). Reproduction: the published "
         "curves of the PyTorch reproduction of Willatt et al.'s alchemical compression "
@@ -302,10 +316,12 @@ def write(out: str, results: list, n_test: int, n_opt: int, steps: int, featuriz
         "",
         "Every fit:",
         "",
-        "| model | n_train | seed | zeta | test MAE (eV/atom) | test RMSE | fit time (s) |",
-        "|---|---:|---:|---|---:|---:|---:|",
+        "| model | n_train | seed | zeta | steps | test MAE (eV/atom) | test RMSE | "
+        "fit time (s) |",
+        "|---|---:|---:|---|---:|---:|---:|---:|",
     ] + [
         f"| {r['model']} | {r['n_train']} | {r.get('seed', 0)} | {zeta_cell(r)} | "
+        f"{steps_cell(r)} | "
         f"{r['mae']:.4f} | {r['rmse']:.4f} | {r['fit_s']:.0f} |"
         for r in results
     ]

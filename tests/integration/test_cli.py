@@ -223,7 +223,8 @@ def test_train_defaults_are_the_constructors(capsys):
     help_text = " ".join(capsys.readouterr().out.split())
     structure, local = (_constructor_default(cls, "n_steps") for cls in own)
     note = f"{structure}; local: {local}" if structure != local else f"{structure}"
-    assert f"Adam steps on U (default: {note})" in help_text
+    steps_help = help_text[help_text.index("Adam steps on U"):]
+    assert steps_help.split(" --")[0].endswith(f"(default: {note})")
     sigma = _constructor_default(AlchemicalPotential, "force_sigma")
     assert f"force noise (eV/A) (default: {sigma})" in help_text
 
@@ -255,5 +256,22 @@ def test_zeta_takes_candidates_for_the_structure_kernel_only(capsys):
     ]:
         with pytest.raises(SystemExit) as info:
             parse_args(["train", "--kernel", kind, "--zeta", *zeta])
+        assert info.value.code == 2
+        assert message in capsys.readouterr().err
+
+
+def test_steps_take_auto_for_the_structure_kernel_only(capsys):
+    from ase_alchemical.cli import parse_args
+
+    assert parse_args(["train"]).steps == "auto"  # AlchemicalKRR's default
+    assert parse_args(["train", "--steps", "auto"]).steps == "auto"
+    assert parse_args(["train", "--steps", "40"]).steps == 40
+    assert parse_args(["train", "--kernel", "local"]).steps == 20
+    for kind, steps, message in [
+        ("local", "auto", "--kernel local takes an integer --steps"),
+        ("structure", "many", "expected an integer or auto, got 'many'"),
+    ]:
+        with pytest.raises(SystemExit) as info:
+            parse_args(["train", "--kernel", kind, "--steps", steps])
         assert info.value.code == 2
         assert message in capsys.readouterr().err

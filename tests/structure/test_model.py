@@ -11,7 +11,8 @@ from ase_alchemical.core.kernels import PolynomialKernel, polynomial_kernel
 from ase_alchemical.core.targets import per_atom_energies
 from ase_alchemical.data.datasets import build_elpasolite, split
 from ase_alchemical.errors import NotFittedError
-from ase_alchemical.structure.fit import selection_rmse
+from ase_alchemical.structure import fit as fitting
+from ase_alchemical.structure.fit import selection_rmse, steps_for
 from ase_alchemical.structure.optimize import joint_loss
 from ase_alchemical.structure.representation import Representation, structure_features
 from ase_alchemical.structure.solvers import (
@@ -377,3 +378,29 @@ def test_bad_zeta_values(synthetic_frames):
         AlchemicalKRR(hypers=SMALL, zeta=(2, 3)).fit(frames[:10])
     with pytest.raises(ValueError, match="chosen on the optimization set"):
         AlchemicalKRR(hypers=SMALL, zeta=(2, 3), n_steps=0).fit(frames[:10], frames[10:20])
+
+
+def test_auto_steps_follow_the_training_size(synthetic_frames, monkeypatch, tmp_path):
+    """n_steps="auto" takes the steps of the first size the training set is below, else
+    the large-set steps; integers are taken as they are, anything else is an error."""
+    assert AlchemicalKRR().n_steps == "auto"
+    sizes = [size for size, _ in fitting.STEPS_BY_SIZE]
+    assert sizes == sorted(sizes)
+    for size, steps in fitting.STEPS_BY_SIZE:
+        assert steps_for("auto", size - 1) == steps > fitting.STEPS_LARGE
+    assert steps_for("auto", sizes[-1]) == fitting.STEPS_LARGE
+    assert steps_for(7, 10) == 7 and steps_for(0) == 0
+    frames, spectrum = synthetic_frames
+    _label(frames, spectrum, np.random.default_rng(7).normal(size=(6, 2)))
+    monkeypatch.setattr(fitting, "STEPS_BY_SIZE", ((30, 6),))
+    monkeypatch.setattr(fitting, "STEPS_LARGE", 3)
+    params = dict(d_j=2, hypers=SMALL, zeta=2, solver="full", rotation=False)
+    small = AlchemicalKRR(**params).fit(frames[:20], frames[100:120])
+    large = AlchemicalKRR(**params).fit(frames[:40], frames[100:120])
+    assert small.optimization_["n_steps_run"] == len(small.loss_history_) == 6
+    assert large.optimization_["n_steps_run"] == len(large.loss_history_) == 3
+    loaded = load_model(small.save(tmp_path / "auto-steps.pt"))
+    assert loaded.n_steps == "auto" and loaded.optimization_["n_steps_run"] == 6
+    for n_steps in (-1, 2.5, True, "many", None):
+        with pytest.raises(ValueError, match="n_steps must be an integer >= 0 or 'auto'"):
+            AlchemicalKRR(hypers=SMALL, n_steps=n_steps).fit(frames[:10], frames[10:20])

@@ -119,8 +119,11 @@ def test_an_eval_set_is_watched_and_never_used(six_element_crystals):
     assert [h["opt_rmse"] for h in plain.loss_history_] == [
         h["opt_rmse"] for h in watching.loss_history_
     ]
-    assert all("eval_rmse" not in h for h in plain.loss_history_)
+    assert all("eval_rmse" not in h and "eval_mae" not in h for h in plain.loss_history_)
     still = AlchemicalKRR(**{**params, "n_steps": 0}).fit(train)
-    rmse = np.sqrt(np.mean((still.predict_per_atom(watched) - per_atom_energies(watched)) ** 2))
-    assert watching.loss_history_[0]["eval_rmse"] == pytest.approx(rmse, rel=1e-8)
+    error = still.predict_per_atom(watched) - per_atom_energies(watched)
+    assert watching.loss_history_[0]["eval_rmse"] == pytest.approx(
+        np.sqrt(np.mean(error**2)), rel=1e-8
+    )
+    assert watching.loss_history_[0]["eval_mae"] == pytest.approx(np.abs(error).mean(), rel=1e-8)
     assert len({h["eval_rmse"] for h in watching.loss_history_}) == 4  # it moves with U

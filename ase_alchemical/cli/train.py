@@ -188,7 +188,7 @@ def _add_optimization_options(p: argparse.ArgumentParser) -> None:
     """Options of both kinds; ``default=None``: the kind's constructor's default."""
     p.add_argument("--d-j", type=int, help="number of pseudo-elements")
     p.add_argument(
-        "--zeta", type=_zeta, nargs="+",
+        "--zeta", type=_integer_or_auto, nargs="+",
         help="polynomial kernel exponent; several, or auto (structure kernel): one fit "
         "each, the one with the lowest optimization-set RMSE kept (auto: 2 and 3 below "
         "3,000 training crystals, else 3)",
@@ -199,7 +199,7 @@ def _add_optimization_options(p: argparse.ArgumentParser) -> None:
         "potential",
     )  # fmt: skip
     p.add_argument(
-        "--steps", type=_steps,
+        "--steps", type=_integer_or_auto,
         help="Adam steps on U; auto (structure kernel): 750 below 1,000 training "
         "crystals, else 250",
     )  # fmt: skip
@@ -335,13 +335,8 @@ def _number_or_word(text: str, convert, word: str, what: str):
         raise argparse.ArgumentTypeError(f"expected {what} or {word}, got {text!r}") from None
 
 
-def _zeta(text: str) -> int | str:
-    """A kernel exponent, or ``"auto"``."""
-    return _number_or_word(text, int, "auto", "an integer")
-
-
-def _steps(text: str) -> int | str:
-    """A number of Adam steps, or ``"auto"``."""
+def _integer_or_auto(text: str) -> int | str:
+    """An integer (a kernel exponent, a number of Adam steps), or ``"auto"``."""
     return _number_or_word(text, int, "auto", "an integer")
 
 

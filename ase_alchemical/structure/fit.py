@@ -117,6 +117,11 @@ ZETA_CHOICES, ZETA_LARGE = (2, 3), 3
 ZETA_CHOICE_BELOW = 3000
 
 
+def _integer_from(value, low: int) -> bool:
+    """Whether ``value`` is an integer (numpy's too, not a bool) of at least ``low``."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= low
+
+
 def zeta_candidates(zeta, n_train: int = 0, chooses: bool = True) -> tuple[int, ...]:
     """The exponents a fit on ``n_train`` training structures tries: ``zeta`` itself
     (an integer), each of a sequence of them, or for ``"auto"`` :data:`ZETA_CHOICES`
@@ -126,9 +131,7 @@ def zeta_candidates(zeta, n_train: int = 0, chooses: bool = True) -> tuple[int, 
     if isinstance(zeta, str) and zeta == "auto":
         return ZETA_CHOICES if chooses and n_train < ZETA_CHOICE_BELOW else (ZETA_LARGE,)
     values = tuple(zeta) if isinstance(zeta, (list, tuple)) else (zeta,)
-    ok = values and all(
-        isinstance(z, (int, np.integer)) and not isinstance(z, bool) and z >= 1 for z in values
-    )
+    ok = values and all(_integer_from(z, 1) for z in values)
     if not ok or len(set(values)) != len(values):
         raise ValueError(
             "zeta must be a positive integer, a sequence of distinct ones or 'auto', got "
@@ -152,7 +155,7 @@ def steps_for(n_steps, n_train: int = 0) -> int:
     ``n_train`` is below, else :data:`STEPS_LARGE`. A ``ValueError`` for anything else."""
     if isinstance(n_steps, str) and n_steps == "auto":
         return next((steps for size, steps in STEPS_BY_SIZE if n_train < size), STEPS_LARGE)
-    if isinstance(n_steps, (int, np.integer)) and not isinstance(n_steps, bool) and n_steps >= 0:
+    if _integer_from(n_steps, 0):
         return int(n_steps)
     raise ValueError(f"n_steps must be an integer >= 0 or 'auto', got {n_steps!r}")
 

@@ -74,6 +74,11 @@ SIZES = [100, 250, 500, 1000, 3000, 6000]
 BEST = {"d_j": 10, "cutoffs": (5.0, 7.0), "n_steps": 500, "lr_schedule": "cosine"}
 
 
+def integer_or_auto(text: str) -> int | str:
+    """``--zeta`` and ``--steps``: an integer, or ``auto`` (the constructor's choice)."""
+    return text if text == "auto" else int(text)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=None, help="data file/folder (else $ASE_ALCHEMICAL_DATA)")
@@ -87,13 +92,13 @@ def main() -> None:
         help="keep the rows of --out's JSON that this run does not measure again",
     )  # fmt: skip
     parser.add_argument(
-        "--steps", type=lambda t: t if t == "auto" else int(t), default=None,
+        "--steps", type=integer_or_auto, default=None,
         help="Adam steps of the alchemical rows: an integer (default 250) or auto, "
         "AlchemicalKRR's default (more steps below 1,000 training crystals)",
     )  # fmt: skip
     parser.add_argument("--solver", choices=["full", "sparse"], default=ALCHEMICAL["solver"])
     parser.add_argument(
-        "--zeta", type=lambda t: t if t == "auto" else int(t), default=ALCHEMICAL["zeta"],
+        "--zeta", type=integer_or_auto, default=ALCHEMICAL["zeta"],
         help="zeta of the alchemical rows: an integer or auto",
     )  # fmt: skip
     parser.add_argument(

@@ -54,6 +54,11 @@ BENCHMARKS = {
         ["--n-train", "250", "--d-j", "2", "--steps", "4", "--checkpoints", "2", "4"],
         True,
     ),
+    "small_steps_cosine": (
+        "studies/small_steps.py",
+        ["--schedule", "cosine", "--n-train", "250", "--d-j", "2", "--checkpoints", "2", "4"],
+        True,
+    ),
     "plain_soap": (
         "studies/plain_soap.py",
         ["--n-train", "300", "--n-opt", "200", "--only", "no radial scaling"],
@@ -120,7 +125,9 @@ FULL_ARGS = {
     "potential_xtb_labels": ["label", "--n", "300"],
     "potential_xtb": ["evaluate", "--n", "300"],
     "periodic_table": ["--steps", "120"],
-}
+    "small_steps_cosine": ["--schedule", "cosine", "--checkpoints", "250", "750",
+                           "--n-train", "250", "500", "--seeds", "0", "1", "2", "--d-j", "4", "2"],
+}  # fmt: skip
 #: the scripts that take ``--device`` (passed on when given)
 DEVICE_AWARE = {
     "learning_curve",

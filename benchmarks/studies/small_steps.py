@@ -19,6 +19,13 @@ best, were the held-out set as large and as like the test set as the test set it
 
 (the committed table: three draws at 250 and 500 crystals, one at 1,000, where one run
 of 1,000 steps takes about 15 minutes per d_J on 2 cores).
+
+``--schedule cosine`` asks the same of the constructor's default schedule, whose learning
+rate decays to zero over the steps asked: there the first N steps of a long run are *not*
+an N-step fit, so every checkpoint is a fit of its own (one run per checkpoint):
+
+    python benchmarks/studies/small_steps.py --schedule cosine --checkpoints 250 750 \
+        --n-train 250 500 --seeds 0 1 2 --d-j 2 4 --out benchmarks/results/small_steps_cosine.md
 """
 
 from __future__ import annotations
@@ -77,12 +84,17 @@ def main() -> None:
     parser.add_argument("--n-train", type=int, nargs="+", default=[250, 500, 1000])
     parser.add_argument("--d-j", type=int, nargs="+", default=[2, 4])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
-    parser.add_argument("--steps", type=int, default=1000, help="length of the one run")
+    parser.add_argument("--steps", type=int, default=1000,
+                        help="length of the one run (constant schedule)")
+    parser.add_argument("--schedule", choices=["constant", "cosine"], default="constant",
+                        help="learning-rate schedule; cosine: one fit per checkpoint")
     parser.add_argument("--checkpoints", type=int, nargs="+", default=[250, 500, 750, 1000])
     parser.add_argument("--out", default=None, help="write the table (markdown) here")
     parser.add_argument("--merge", action="store_true",
                         help="keep the rows of --out's JSON that this run does not refit")
     args = parser.parse_args()
+    if args.schedule == "cosine":  # one fit per checkpoint: the longest sets the length
+        args.steps = max(args.checkpoints)
     checkpoints = sorted(n for n in args.checkpoints if n <= args.steps)
     if not checkpoints:
         parser.error(f"no checkpoint at or below --steps {args.steps}")
@@ -96,8 +108,10 @@ def main() -> None:
     results = []
     if args.merge and args.out and Path(args.out).with_suffix(".json").exists():
         kept = json.loads(Path(args.out).with_suffix(".json").read_text())
-        if kept["steps"] != args.steps or kept["checkpoints"] != checkpoints:
-            sys.exit(f"--merge: {args.out} has other steps or checkpoints")
+        if (kept["steps"], kept["checkpoints"], kept.get("schedule", "constant")) != (
+            args.steps, checkpoints, args.schedule
+        ):
+            sys.exit(f"--merge: {args.out} has other steps, checkpoints or schedule")
         refit = {(n, d, s) for n in args.n_train for d in args.d_j for s in args.seeds}
         results = [r for r in kept["rows"] if (r["n_train"], r["d_j"], r["seed"]) not in refit]
     for n_train in args.n_train:
@@ -113,18 +127,24 @@ def main() -> None:
                 if curve is None:
                     sys.exit(f"no learning-curve fit for d_J={d_j}, n_train={n_train}, "
                              f"seed {seed} in {CURVE}: its exponent is what this study uses")
-                settings = {**ALCHEMICAL, "zeta": int(curve["zeta"])}
-                model = AlchemicalKRR(d_j=d_j, n_steps=args.steps, seed=seed, **settings)
-                t0 = time.perf_counter()
-                model.fit(train, opt, train_spectrum, opt_spectrum,
-                          eval_set=test, eval_spectrum=test_spectrum)  # fmt: skip
-                fit_s = time.perf_counter() - t0
-                with torch.no_grad():
-                    pred = model.predict_from_spectrum(test_spectrum).cpu().numpy()
-                final_mae = float(np.abs(pred - y_test).mean())
-                points = at_checkpoints(model.loss_history_, checkpoints)
-                # the premise: the watched errors at the kept step are the fitted model's
-                assert abs(points[-1]["test_mae"] - final_mae) < 1e-6 * final_mae, final_mae
+                settings = {**ALCHEMICAL, "zeta": int(curve["zeta"]),
+                            "lr_schedule": args.schedule}
+                # constant: one run, its prefixes are the shorter fits; cosine: a run each
+                runs = [args.steps] if args.schedule == "constant" else checkpoints
+                points, fit_s = [], 0.0
+                for n_steps in runs:
+                    model = AlchemicalKRR(d_j=d_j, n_steps=n_steps, seed=seed, **settings)
+                    t0 = time.perf_counter()
+                    model.fit(train, opt, train_spectrum, opt_spectrum,
+                              eval_set=test, eval_spectrum=test_spectrum)  # fmt: skip
+                    fit_s += time.perf_counter() - t0
+                    with torch.no_grad():
+                        pred = model.predict_from_spectrum(test_spectrum).cpu().numpy()
+                    final_mae = float(np.abs(pred - y_test).mean())
+                    wanted = checkpoints if args.schedule == "constant" else [n_steps]
+                    points += at_checkpoints(model.loss_history_, wanted)
+                    # the premise: the watched errors at the kept step are the fitted model's
+                    assert abs(points[-1]["test_mae"] - final_mae) < 1e-6 * final_mae, final_mae
                 row = {
                     "n_train": n_train, "d_j": d_j, "seed": seed, "zeta": int(curve["zeta"]),
                     "curve_mae": curve["mae"], "fit_s": fit_s, "points": points,
@@ -134,26 +154,35 @@ def main() -> None:
                 print(n_train, d_j, seed, row["zeta"], f"{fit_s:.0f} s", "  ".join(
                     f"{p['n_steps']}: {p['test_mae']:.4f}" for p in points), flush=True)
                 if args.out:
-                    write(args.out, results, checkpoints, args.steps)
+                    write(args.out, results, checkpoints, args.steps, args.schedule)
 
 
-def write(out: str, results: list, checkpoints: list[int], steps: int) -> None:
+def write(out: str, results: list, checkpoints: list[int], steps: int, schedule: str) -> None:
     """The markdown table and the JSON of every row (with the points) beside it."""
     import platform
 
     from ase_alchemical import __version__
 
+    if schedule == "constant":
+        runs = (f"One run of {steps:,} Adam steps per row with the learning curve's alchemical "
+                f"recipe (constant learning rate {ALCHEMICAL['learning_rate']}, no rotation)")
+    else:
+        runs = ("One fit per cell, of the cell's number of Adam steps, with the learning "
+                "curve's alchemical recipe but the constructor's default schedule (learning "
+                f"rate decaying from {ALCHEMICAL['learning_rate']} to zero by a cosine over "
+                "the fit's steps, no rotation)")
+    within = "" if schedule == "constant" else ", in the longest fit"
     lines = [
-        f"# Steps at small training sizes (ase-alchemical {__version__}, "
-        f"{platform.machine()}, {torch.get_num_threads()} threads)",
+        f"# Steps at small training sizes, {schedule} learning rate (ase-alchemical "
+        f"{__version__}, {platform.machine()}, {torch.get_num_threads()} threads)",
         "",
-        f"One run of {steps:,} Adam steps per row with the learning curve's alchemical recipe "
-        f"(constant learning rate {ALCHEMICAL['learning_rate']}, no rotation) and the exponent "
+        f"{runs} and the exponent "
         "its 250-step fit chose for that draw; its training draw, fixed optimization set of "
         "2,000 and test set of 1,000 (watched, never used). A cell: the test MAE (eV/atom) at "
         "the step an N-step fit keeps (lowest optimization-set RMSE among the first N) and "
         "that step. Lowest watched: the lowest test MAE among all the steps, and its step "
-        "(the most early stopping could reach). Curve: the learning curve's 250-step fit.",
+        f"(the most early stopping could reach{within}). "
+        "Curve: the learning curve's 250-step fit.",
         "",
         "| n_train | d_J | seed | zeta | curve | "
         + " | ".join(f"{n} steps" for n in checkpoints) + " | lowest watched | fit (s) |",
@@ -167,7 +196,8 @@ def write(out: str, results: list, checkpoints: list[int], steps: int) -> None:
             + " | ".join(cells)
             + f" | {last['lowest_test_mae']:.4f} ({last['lowest_step']}) | {r['fit_s']:.0f} |"
         )
-    write_report(out, lines, {"steps": steps, "checkpoints": checkpoints, "rows": results})
+    write_report(out, lines, {"steps": steps, "checkpoints": checkpoints, "schedule": schedule,
+                              "rows": results})
 
 
 if __name__ == "__main__":

@@ -12,6 +12,8 @@ on top of one featurization, which is timed separately.
     python benchmarks/accuracy/learning_curve.py --quick         # minutes: n_train up to 500
     python benchmarks/accuracy/learning_curve.py --n-train 100 250 500 1000 --seeds 0 1 2 \
         --merge --out benchmarks/results/learning_curve.md     # seeds at the small sizes
+    python benchmarks/accuracy/learning_curve.py --n-train 3000 6000 --seeds 1 2 --merge \
+        --no-plain-soap --d-j 4 2 --out benchmarks/results/learning_curve.md  # and large
     python benchmarks/accuracy/learning_curve.py --out benchmarks/results/learning_curve.md
     python benchmarks/accuracy/learning_curve.py --d-j --no-plain-soap --best --device cuda \
         --out best_curve.md         # the best model's recipe only (meant for a GPU)
@@ -357,7 +359,9 @@ def write(out: str, results: list, n_test: int, n_opt: int, steps: int, featuriz
         "",
         "Reproduce: `python benchmarks/accuracy/learning_curve.py --out "
         "benchmarks/results/learning_curve.md`, then the seeds at the small sizes: "
-        "`--n-train 100 250 500 1000 --seeds 0 1 2 --merge` with the same `--out`.",
+        "`--n-train 100 250 500 1000 --seeds 0 1 2 --merge` with the same `--out`, and at "
+        "the large sizes for d_J = 4 and 2: `--n-train 3000 6000 --seeds 1 2 --merge "
+        "--no-plain-soap --d-j 4 2`.",
     ]
     text = "\n".join(lines) + "\n"
     atomic_write(out, lambda tmp: tmp.write_text(text))

@@ -26,6 +26,8 @@ an N-step fit, so every checkpoint is a fit of its own (one run per checkpoint):
 
     python benchmarks/studies/small_steps.py --schedule cosine --checkpoints 250 750 \
         --n-train 250 500 --seeds 0 1 2 --d-j 2 4 --out benchmarks/results/small_steps_cosine.md
+    python benchmarks/studies/small_steps.py --schedule cosine --checkpoints 250 750 \
+        --n-train 1000 --d-j 4 2 --merge --out benchmarks/results/small_steps_cosine.md
 """
 
 from __future__ import annotations

@@ -16,9 +16,11 @@ best, were the held-out set as large and as like the test set as the test set it
         --out benchmarks/results/small_steps.md
     python benchmarks/studies/small_steps.py --n-train 250 500 --seeds 1 2 --merge \
         --out benchmarks/results/small_steps.md
+    python benchmarks/studies/small_steps.py --n-train 1000 --d-j 2 --seeds 1 2 --merge \
+        --out benchmarks/results/small_steps.md
 
-(the committed table: three draws at 250 and 500 crystals, one at 1,000, where one run
-of 1,000 steps takes about 15 minutes per d_J on 2 cores).
+(the committed table: three draws at 250 and 500 crystals; at 1,000 three for d_J = 2 and
+one for d_J = 4, where one run of 1,000 steps takes about 15 minutes on 2 cores).
 
 ``--schedule cosine`` asks the same of the constructor's default schedule, whose learning
 rate decays to zero over the steps asked: there the first N steps of a long run are *not*
@@ -28,6 +30,8 @@ an N-step fit, so every checkpoint is a fit of its own (one run per checkpoint):
         --n-train 250 500 --seeds 0 1 2 --d-j 2 4 --out benchmarks/results/small_steps_cosine.md
     python benchmarks/studies/small_steps.py --schedule cosine --checkpoints 250 750 \
         --n-train 1000 --d-j 4 2 --merge --out benchmarks/results/small_steps_cosine.md
+    python benchmarks/studies/small_steps.py --schedule cosine --checkpoints 250 750 \
+        --n-train 1000 --d-j 2 --seeds 1 2 --merge --out benchmarks/results/small_steps_cosine.md
 """
 
 from __future__ import annotations

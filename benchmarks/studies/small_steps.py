@@ -90,8 +90,8 @@ def main() -> None:
     parser.add_argument("--n-train", type=int, nargs="+", default=[250, 500, 1000])
     parser.add_argument("--d-j", type=int, nargs="+", default=[2, 4])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
-    parser.add_argument("--steps", type=int, default=1000,
-                        help="length of the one run (constant schedule)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="length of the one run (constant schedule only; default 1000)")
     parser.add_argument("--schedule", choices=["constant", "cosine"], default="constant",
                         help="learning-rate schedule; cosine: one fit per checkpoint")
     parser.add_argument("--checkpoints", type=int, nargs="+", default=[250, 500, 750, 1000])
@@ -100,7 +100,12 @@ def main() -> None:
                         help="keep the rows of --out's JSON that this run does not refit")
     args = parser.parse_args()
     if args.schedule == "cosine":  # one fit per checkpoint: the longest sets the length
+        if args.steps is not None:
+            parser.error("--steps is the constant schedule's one run; with --schedule cosine "
+                         "each checkpoint is a fit of its own (give --checkpoints)")
         args.steps = max(args.checkpoints)
+    elif args.steps is None:
+        args.steps = 1000
     checkpoints = sorted(n for n in args.checkpoints if n <= args.steps)
     if not checkpoints:
         parser.error(f"no checkpoint at or below --steps {args.steps}")

@@ -285,7 +285,9 @@ def _fit_one(model, zeta: int, n_steps: int, train, opt, eval_set, spectra) -> F
     scale_weights = torch.softmax(logits, 0)
     kernel = kernel_for(model, representation, scale_weights, zeta)
     with torch.no_grad():
-        x_sup = representation.features(rho_t[support])
+        # in chunks: a whole set's uncompressed intermediates are several times the size of
+        # its features (plain SOAP over 39 elements at 6,000 crystals ran out of 24 GB)
+        x_sup = representation.map_chunks(rho_t[support], lambda x: x)
         weights, gram = solver.final_weights(
             kernel, lambda: representation.map_chunks(rho_t, lambda x: kernel(x, x_sup)),
             x_sup, y_t, regularizer,
@@ -384,7 +386,7 @@ def refit_state(
     with torch.no_grad():
         if solver.all_points_are_support:
             state.support = bare_copies(frames)
-            state.support_features = rep.features(rho)
+            state.support_features = rep.map_chunks(rho, lambda x: x)  # memory: as above
             state.support_index = torch.arange(len(frames), device=device)
         x_sup, kernel = state.support_features, model.kernel_
         state.weights, state.gram = solver.final_weights(

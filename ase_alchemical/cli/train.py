@@ -200,7 +200,7 @@ def _add_optimization_options(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     p.add_argument(
         "--steps", type=_integer_or_auto,
-        help="Adam steps on U; auto (structure kernel): 750 below 1,000 training "
+        help="Adam steps on U; auto (structure kernel): 750 below 3,000 training "
         "crystals, else 250",
     )  # fmt: skip
     p.add_argument("--learning-rate", type=float, help="Adam learning rate")

@@ -105,13 +105,12 @@ class AlchemicalKRR(AlchemicalModel):
         constants in each step (reported unstable in the literature).
     n_steps
         Adam steps on U (0 keeps the initial U), or ``"auto"`` (default): 750 below
-        1,000 training structures, 250 from there on
-        (:data:`~ase_alchemical.structure.fit.STEPS_BY_SIZE`): on the elpasolites 250
-        steps left the optimization-set loss still falling below 1,000, where a step is
-        cheap, and 750 gave the lowest mean test MAE there
-        (``benchmarks/studies/small_steps.py``); with the default cosine decay of the
-        learning rate, 750 steps were level with a constant rate there and 250 behind
-        it. The steps taken are ``optimization_["n_steps_run"]``.
+        3,000 training structures, 250 from there on
+        (:data:`~ase_alchemical.structure.fit.STEPS_BY_SIZE`): on the elpasolites, with
+        the default cosine decay of the learning rate, 250 steps were behind 750 up to
+        1,000 training crystals, the largest size measured below 3,000, and level with
+        a constant rate at 6,000 (``benchmarks/studies/small_steps.py``,
+        ``schedule.py``). The steps taken are ``optimization_["n_steps_run"]``.
     step_train_size
         Training structures used in each optimization step: a fresh random subset per
         step (containing the support points with the sparse solver; all of it is solved

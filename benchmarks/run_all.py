@@ -64,6 +64,11 @@ BENCHMARKS = {
         ["--n-train", "300", "--n-opt", "200", "--only", "no radial scaling"],
         True,
     ),
+    "plain_soap_6000": (
+        "studies/plain_soap.py",
+        ["--n-train", "300", "--n-opt", "200", "--grid", "--only", "no radial scaling"],
+        True,
+    ),
     "potential_hea": ("accuracy/potential_hea.py", ["--quick"], True),
     "potential_speed": (
         "speed/potential_speed.py",
@@ -125,6 +130,8 @@ FULL_ARGS = {
     "potential_xtb_labels": ["label", "--n", "300"],
     "potential_xtb": ["evaluate", "--n", "300"],
     "periodic_table": ["--steps", "120"],
+    "plain_soap_6000": ["--n-train", "6000", "--n-opt", "2000", "--grid", "--only",
+                        "as in the learning curve (5 Å, radial scaling, n 5, l 4, normalised)"],
     "small_steps_cosine": ["--schedule", "cosine", "--checkpoints", "250", "750",
                            "--n-train", "250", "500", "--seeds", "0", "1", "2", "--d-j", "4", "2"],
 }  # fmt: skip

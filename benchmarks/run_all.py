@@ -109,6 +109,12 @@ BENCHMARKS = {
         ["--quick", "--d-j", "--no-plain-soap", "--best", "--n-train", "500", "--steps", "5"],
         True,
     ),
+    # the best recipe at the sizes the GPU run leaves out, on the CPU cores
+    "learning_curve_best_cpu": (
+        "accuracy/learning_curve.py",
+        ["--quick", "--d-j", "--no-plain-soap", "--best", "--n-train", "100", "--steps", "5"],
+        True,
+    ),
     "final_regularizer": ("studies/final_regularizer.py", ["--quick"], True),
     # full size: 12 fits at 6,000 / 2,000 (a rerun skips the fits its JSON already holds)
     "periodic_table": (
@@ -125,7 +131,9 @@ FULL_ARGS = {
     "final_regularizer": ["--model", "elpasolite-dj4", "elpasolite-dj10-multiscale"],
     "model_search_seeds": ["--seeds-run"],
     "model_search_dj_scan": ["--dj-scan"],
-    "learning_curve_gpu": ["--d-j", "4", "2", "1", "--no-plain-soap", "--best"],
+    "learning_curve_gpu": ["--d-j", "4", "2", "1", "--no-plain-soap", "--best",
+                           "--n-train", "500", "1000", "3000", "6000"],
+    "learning_curve_best_cpu": ["--d-j", "--no-plain-soap", "--best", "--n-train", "100", "250"],
     "potential_elpasolites": ["--n-train", "1000", "6000", "--local-steps", "0"],
     "potential_xtb_labels": ["label", "--n", "300"],
     "potential_xtb": ["evaluate", "--n", "300"],
@@ -139,6 +147,7 @@ FULL_ARGS = {
 DEVICE_AWARE = {
     "learning_curve",
     "learning_curve_gpu",
+    "learning_curve_best_cpu",
     "calculator_speed",
     "call_parts",
     "screen",

@@ -59,13 +59,19 @@ def curve_rows(name: str) -> list[dict]:
     return [{"seed": 0, **row} for row in fits]
 
 
-def curve_points(name: str) -> dict[str, dict[int, dict]]:
-    """Per model and training size of a learning-curve report: the test MAEs of its
-    seeds (``maes``), their ``mean`` and standard deviation ``std`` (ddof 0)."""
+def curve_points(*names: str) -> dict[str, dict[int, dict]]:
+    """Per model and training size of one or more learning-curve reports: the test MAEs
+    of its seeds (``maes``), their ``mean`` and standard deviation ``std`` (ddof 0). A fit
+    (model, size, seed) found in two reports is an error, not counted twice."""
     import numpy as np
 
     maes: dict = {}
-    for row in curve_rows(name):
+    seen: set = set()
+    for row in (row for name in names for row in curve_rows(name)):
+        fit = (row["model"], row["n_train"], row["seed"])
+        if fit in seen:
+            raise ValueError(f"the fit {fit} is in more than one of {names}")
+        seen.add(fit)
         maes.setdefault(row["model"], {}).setdefault(row["n_train"], []).append(row["mae"])
     return {
         model: {n: {"maes": v, "mean": float(np.mean(v)), "std": float(np.std(v))}

@@ -10,13 +10,12 @@ on top of one featurization, which is timed separately.
 
     python benchmarks/accuracy/learning_curve.py                 # full: n_train up to 6,000
     python benchmarks/accuracy/learning_curve.py --quick         # minutes: n_train up to 500
-    python benchmarks/accuracy/learning_curve.py --n-train 100 250 500 1000 --seeds 0 1 2 \
-        --merge --out benchmarks/results/learning_curve.md     # seeds at the small sizes
+    python benchmarks/accuracy/learning_curve.py --seeds 0 1 2 \
+        --out benchmarks/results/learning_curve.md              # three draws per point
     python benchmarks/accuracy/learning_curve.py --n-train 3000 6000 --seeds 1 2 --merge \
-        --no-plain-soap --d-j 4 2 --out benchmarks/results/learning_curve.md  # and large
-    python benchmarks/accuracy/learning_curve.py --out benchmarks/results/learning_curve.md
+        --out benchmarks/results/learning_curve.md              # adds draws to a report
     python benchmarks/accuracy/learning_curve.py --d-j --no-plain-soap --best --device cuda \
-        --out best_curve.md         # the best model's recipe only (meant for a GPU)
+        --out best_curve.md     # the best model's recipe only (about 25 min a fit on 2 cores)
 """
 
 from __future__ import annotations
@@ -97,7 +96,7 @@ def main() -> None:
     parser.add_argument(
         "--steps", type=integer_or_auto, default=None,
         help="Adam steps of the alchemical rows: an integer (default 250) or auto, "
-        "AlchemicalKRR's default (more steps below 1,000 training crystals)",
+        "AlchemicalKRR's default (more steps below 3,000 training crystals)",
     )  # fmt: skip
     parser.add_argument("--solver", choices=["full", "sparse"], default=ALCHEMICAL["solver"])
     parser.add_argument(
@@ -109,8 +108,8 @@ def main() -> None:
     )
     parser.add_argument(
         "--best", action="store_true",
-        help="also the best model's recipe (d_J 10, 5 + 7 A, 500 cosine steps): about 7 s "
-        "per U step on 2 CPU cores even at 500 crystals, so meant for a GPU",
+        help="also the best model's recipe (d_J 10, 5 + 7 A, 500 cosine steps): on 2 CPU "
+        "cores about 3 s per U step at 100 crystals and 7 s at 500, so meant for a GPU",
     )  # fmt: skip
     parser.add_argument("--device", default="cpu", help="torch device of the fits, e.g. cuda")
     parser.add_argument("--out", default=None, help="write the table (markdown) and JSON here")
@@ -191,15 +190,15 @@ def main() -> None:
         multi = compute_pair_spectrum(frames, hypers, progress=True)
         print(f"featurization of all {len(frames)} crystals at 5 + 7 A: "
               f"{time.perf_counter() - t0:.1f} s", flush=True)  # fmt: skip
-        settings = {**ALCHEMICAL, "zeta": 3, "solver": "full"}
+        # the recipe's own schedule in place of the curves' constant rate
+        settings = {**ALCHEMICAL, "zeta": 3, "solver": "full", "lr_schedule": BEST["lr_schedule"]}
         for seed in args.seeds:
             for n_train in n_train_list:
                 train = training_set(n_train, seed)
                 n_steps = args.steps or (20 if args.quick else BEST["n_steps"])
                 model = AlchemicalKRR(
-                    d_j=BEST["d_j"], hypers=hypers, lr_schedule=BEST["lr_schedule"],
-                    n_steps=n_steps, progress=False, device=args.device, seed=seed,
-                    **settings,
+                    d_j=BEST["d_j"], hypers=hypers, n_steps=n_steps, progress=False,
+                    device=args.device, seed=seed, **settings,
                 )  # fmt: skip
                 t0 = time.perf_counter()
                 model.fit(train, opt, multi[rows(train)], multi[rows(opt)])
@@ -270,6 +269,26 @@ def steps_cell(row: dict) -> str:
     return f"auto: {run}" if asked == "auto" else f"{run}"
 
 
+def kind_of(row: dict) -> str:
+    """``alchemical``, ``plain`` (SOAP) or ``best`` (recipe): the first word of its model."""
+    return row["model"].split()[0]
+
+
+def reproduce_args(results: list) -> str:
+    """The options of one run that fits every row of ``results`` (the defaults left out),
+    each followed by a space."""
+    kinds = {kind_of(r) for r in results}
+    d_js = sorted({r["d_j"] for r in results if kind_of(r) == "alchemical"}, reverse=True)
+    sizes = sorted({r["n_train"] for r in results})
+    seeds = sorted({r.get("seed", 0) for r in results})
+    args = [] if d_js == [4, 2, 1] else ["--d-j", *d_js]
+    args += [] if sizes == SIZES else ["--n-train", *sizes]
+    args += [] if seeds == [0] else ["--seeds", *seeds]
+    args += [] if "plain" in kinds else ["--no-plain-soap"]
+    args += ["--best"] if "best" in kinds else []
+    return "".join(f"{a} " for a in args)
+
+
 def key(row: dict) -> tuple:
     """What makes a row: its model, training size and seed."""
     return row["model"], row["n_train"], row.get("seed", 0)
@@ -299,14 +318,15 @@ def summary(results: list) -> dict:
 def write(out: str, results: list, n_test: int, n_opt: int, steps: int, featurize_s: float):
     """Markdown table and JSON of the rows so far, written atomically."""
     results = sorted(results, key=lambda r: (r["model"], r["n_train"], r.get("seed", 0)))
+    kinds = {kind_of(r) for r in results}
     lines = [
         f"# Learning curve (ase-alchemical {__version__}, {platform.machine()}, "
         f"{torch.get_num_threads()} threads)",
         "",
         f"Fixed test set of {n_test} crystals, fixed optimization set of {n_opt} at every "
         f"training size, {'the default (auto) number of' if steps == 'auto' else steps} "
-        "Adam steps (each fit's in its steps column); "
-        "featurization of all crystals "
+        f"Adam steps{' for the d_J rows' if 'best' in kinds else ''} (each fit's in its "
+        "steps column); featurization of all crystals "
         f"{featurize_s:.1f} s. Mean and standard deviation over the seeds (training draws "
         "from the same pool, see the script's docstring). Reproduction: the published "
         "curves of the PyTorch reproduction of Willatt et al.'s alchemical compression "
@@ -344,15 +364,12 @@ def write(out: str, results: list, n_test: int, n_opt: int, steps: int, featuriz
         for r in results
     ]
     grid = ", ".join(f"({z}, {r:g})" for z, r in PLAIN_SOAP_GRID)
-    lines += [
-        "",
-        "Recipes:",
-        "",
-        "* **Alchemical rows**: the shipped model's recipe: default hypers (5 Å, radial "
-        "scaling), normalised structure features, zeta as the column says (`auto`, the "
-        "constructor's default: 2 and 3 fitted below 3,000 training crystals and the one "
-        "with the lower optimization-set RMSE kept, the column giving both RMSEs; 3 from "
-        "3,000 on, the shipped model's; where the column says 3 the fit was asked for "
+    recipes = {
+        "alchemical": "* **Alchemical rows**: the shipped model's recipe: default hypers (5 Å, "
+        "radial scaling), normalised structure features, zeta as the column says (`auto`, "
+        "the constructor's default: 2 and 3 fitted below 3,000 training crystals and the "
+        "one with the lower optimization-set RMSE kept, the column giving both RMSEs; 3 "
+        "from 3,000 on, the shipped model's; where the column says 3 the fit was asked for "
         "zeta 3, which is what `auto` fits from 3,000 on), U from "
         f"element properties learned for the steps above (learning rate "
         f"{ALCHEMICAL['learning_rate']}, {ALCHEMICAL['lr_schedule']}) on a fresh random "
@@ -360,20 +377,30 @@ def write(out: str, results: list, n_test: int, n_opt: int, steps: int, featuriz
         "them below that), the regulariser learned with U, full KRR; the final weights "
         "solved on the training set (not refitted on the optimization set). The fit "
         "time includes the steps and the final solve.",
-        "* **Plain SOAP**: U = identity over the 39 elements, nothing learned but the "
+        "plain": "* **Plain SOAP**: U = identity over the 39 elements, nothing learned but the "
         "weights; the same hypers and full solve; zeta and the regulariser chosen on the "
         f"optimization-set MAE among {grid} (`benchmarks/studies/plain_soap.py` measured "
         "why), its fit time covering every candidate.",
-        "* **Run order**: one fit at a time, d_J = 4, plain SOAP, d_J = 2, d_J = 1; fit "
-        "times are wall times of a 2-core machine that other work shared part of the "
-        "time, so compare them only roughly.",
-        "",
-        "Reproduce: `python benchmarks/accuracy/learning_curve.py --out "
-        "benchmarks/results/learning_curve.md`, then the seeds at the small sizes: "
-        "`--n-train 100 250 500 1000 --seeds 0 1 2 --merge` with the same `--out`, and at "
-        "the large sizes for d_J = 4 and 2: `--n-train 3000 6000 --seeds 1 2 --merge "
-        "--no-plain-soap --d-j 4 2`.",
-    ]
+        "best": "* **Best recipe**: the shipped best model's recipe (`elpasolite-dj10-"
+        f"multiscale`): d_J = {BEST['d_j']}, cutoffs of "
+        f"{' and '.join(f'{c:g}' for c in BEST['cutoffs'])} Å, zeta 3, {BEST['n_steps']} "
+        f"Adam steps with a {BEST['lr_schedule']}-decayed learning rate from "
+        f"{ALCHEMICAL['learning_rate']}, U from element properties learned on a fresh "
+        f"random subset of {ALCHEMICAL['step_train_size']:,} training crystals per step "
+        "(all of them below that) with the regulariser, normalised structure features, "
+        "full KRR; the final weights solved on the training set (not refitted on the "
+        "optimization set).",
+    }
+    lines += ["", "Recipes:", ""] + [recipes[k] for k in ("alchemical", "plain", "best")
+                                     if k in kinds]  # fmt: skip
+    if "alchemical" in kinds:
+        lines.append(
+            "* **Run order**: one fit at a time, d_J = 4, plain SOAP, d_J = 2, d_J = 1; fit "
+            "times are wall times of a 2-core machine that other work shared part of the "
+            "time, so compare them only roughly."
+        )
+    lines += ["", f"Reproduce: `python benchmarks/accuracy/learning_curve.py "
+              f"{reproduce_args(results)}--out {out}`."]  # fmt: skip
     text = "\n".join(lines) + "\n"
     atomic_write(out, lambda tmp: tmp.write_text(text))
     report = {
